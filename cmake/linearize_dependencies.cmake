@@ -1,0 +1,19 @@
+# Finds what linearize needs and links it into a target. Used by the build tree and, installed,
+# by linearizeConfig.cmake, so a consumer's find_package(linearize) finds the same things.
+include(CMakeFindDependencyMacro)
+
+# LibTorch: Debian's libtorch-dev, or one given by CMAKE_PREFIX_PATH (e.g. the one inside a
+# PyTorch installation: python3 -c 'import torch; print(torch.utils.cmake_prefix_path)').
+find_dependency(Torch)
+find_dependency(Boost 1.71)        # header-only use: Boost.Hana
+find_dependency(ZLIB)              # Fashion-MNIST's .gz files
+find_dependency(JPEG)              # TinyImageNet's JPEG tree
+find_dependency(Threads)
+# at::parallel_for is inline code: in a translation unit built without OpenMP its
+# `#pragma omp parallel` is ignored and the fused kernels run on one thread.
+find_dependency(OpenMP)
+
+function(linearize_link_dependencies target)
+  target_link_libraries(${target} INTERFACE torch Boost::headers ZLIB::ZLIB JPEG::JPEG Threads::Threads
+                        OpenMP::OpenMP_CXX)
+endfunction()

@@ -1,0 +1,325 @@
+#pragma once
+// The masked ReLU  y = x - a * min(x, 0)  (ReLU where a = 1, identity where a = 0), as one fused
+// pass over the data on CPU and as plain LibTorch ops everywhere else.
+//
+// Layout: the activation x is viewed as [N, M, K] and the gate a as [M]: element granularity is
+// K = 1 (M = C*H*W), channel granularity K = H*W (M = C), layer granularity M = 1. The gate entry
+// of x[n, m, k] is a[m]. Gradients (see REFERENCES.md):
+//   dL/dx = g * (1 - a * [x < 0])        dL/da[m] = -sum_{n,k} g * min(x, 0)
+#include <linearize/support/error.hpp>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+// at::vec picks its SIMD implementation from CPU_CAPABILITY_* macros that only ATen's own build
+// sets; in user code they are unset and at::vec falls back to scalar loops (measured 3x slower
+// than plain LibTorch ops). When the compiler targets AVX-512 or AVX2 + FMA (-march=native, -mavx2 -mfma)
+// select at::vec's AVX-512 or AVX2 implementation. It lives in an inline namespace named after the
+// capability, so it cannot clash with other translation units built without it.
+#if !defined(CPU_CAPABILITY) && !defined(_MSC_VER) && __has_include(<sleef.h>)
+// (at::vec's SIMD code includes SLEEF: Debian's libsleef-dev)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define CPU_CAPABILITY AVX512
+#define CPU_CAPABILITY_AVX512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define CPU_CAPABILITY AVX2
+#define CPU_CAPABILITY_AVX2
+#endif
+#endif
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace linearize::kernels {
+
+/// The SIMD implementation the fused kernel was compiled with in this translation unit.
+[[nodiscard]] constexpr const char* simd_name() {
+#if defined(CPU_CAPABILITY_AVX512)
+  return "avx512";
+#elif defined(CPU_CAPABILITY_AVX2)
+  return "avx2";
+#else
+  return "scalar (compile with -mavx2 -mfma or -march=native for SIMD)";
+#endif
+}
+
+/// x viewed as [batch, entries, span]; the gate has `entries` values.
+struct gate_layout {
+  int64_t batch = 0;
+  int64_t entries = 0;
+  int64_t span = 0;
+};
+
+/// The layout of `x` against a gate of `gate_entries` values (leading dimension = batch).
+inline gate_layout layout_of(const torch::Tensor& x, int64_t gate_entries) {
+  require(x.dim() >= 1, "masked ReLU: input must have a batch dimension, got a 0-d tensor");
+  const int64_t batch = x.size(0);
+  const int64_t per_sample = batch == 0 ? 0 : x.numel() / batch;
+  require(gate_entries > 0 && per_sample % gate_entries == 0, "masked ReLU: gate of ",
+          gate_entries, " entries does not divide the ", per_sample,
+          " values of one sample of input ", x.sizes());
+  return {batch, gate_entries, per_sample / gate_entries};
+}
+
+namespace detail {
+
+// Elements per parallel task: large enough that scheduling costs vanish, small enough that two
+// cores get balanced work on the smallest ResNet18 activation (512x4x4 at batch 128).
+inline constexpr int64_t grain = 16384;
+
+// ---- forward -------------------------------------------------------------------------------
+template <class T>
+void forward_varying(const T* x, const T* a, T* y, int64_t len) {  // a differs per element
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0));
+  int64_t j = 0;
+  for (; j + Vec::size() <= len; j += Vec::size()) {
+    const Vec vx = Vec::loadu(x + j);
+    (vx - Vec::loadu(a + j) * at::vec::clamp_max(vx, zero)).store(y + j);
+  }
+  for (; j < len; ++j) y[j] = x[j] - a[j] * std::min(x[j], T(0));
+}
+
+template <class T>
+void forward_constant(const T* x, T a, T* y, int64_t len) {  // one gate value for the span
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0)), va(a);
+  int64_t j = 0;
+  for (; j + Vec::size() <= len; j += Vec::size()) {
+    const Vec vx = Vec::loadu(x + j);
+    (vx - va * at::vec::clamp_max(vx, zero)).store(y + j);
+  }
+  for (; j < len; ++j) y[j] = x[j] - a * std::min(x[j], T(0));
+}
+
+template <class T>
+void forward_pass(const T* x, const T* a, T* y, gate_layout l) {
+  const int64_t total = l.batch * l.entries * l.span;
+  at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      if (l.span == 1) {  // walk along the entries of one sample
+        const int64_t m = i % l.entries, len = std::min(end - i, l.entries - m);
+        forward_varying(x + i, a + m, y + i, len);
+        i += len;
+      } else {            // walk along one span that shares a gate value
+        const int64_t k = i % l.span, len = std::min(end - i, l.span - k);
+        forward_constant(x + i, a[(i / l.span) % l.entries], y + i, len);
+        i += len;
+      }
+    }
+  });
+}
+
+// ---- backward ------------------------------------------------------------------------------
+// dx = g where x >= 0, g * (1 - a) where x < 0. Written as g - a * g * [x < 0].
+template <class T>
+void backward_dx_varying(const T* g, const T* x, const T* a, T* dx, int64_t len) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0));
+  int64_t j = 0;
+  for (; j + Vec::size() <= len; j += Vec::size()) {
+    const Vec vg = Vec::loadu(g + j), vx = Vec::loadu(x + j);
+    Vec::blendv(vg, vg - Vec::loadu(a + j) * vg, vx < zero).store(dx + j);
+  }
+  for (; j < len; ++j) dx[j] = x[j] < T(0) ? g[j] - a[j] * g[j] : g[j];
+}
+
+template <class T>
+void backward_dx_constant(const T* g, const T* x, T a, T* dx, int64_t len) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0)), va(a);
+  int64_t j = 0;
+  for (; j + Vec::size() <= len; j += Vec::size()) {
+    const Vec vg = Vec::loadu(g + j), vx = Vec::loadu(x + j);
+    Vec::blendv(vg, vg - va * vg, vx < zero).store(dx + j);
+  }
+  for (; j < len; ++j) dx[j] = x[j] < T(0) ? g[j] - a * g[j] : g[j];
+}
+
+// Element granularity, both gradients: da[j] -= g * min(x, 0) accumulated over the batch.
+template <class T>
+void backward_both_varying(const T* g, const T* x, const T* a, T* dx, T* da, int64_t len) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec zero(T(0));
+  int64_t j = 0;
+  for (; j + Vec::size() <= len; j += Vec::size()) {
+    const Vec vg = Vec::loadu(g + j), vx = Vec::loadu(x + j);
+    const Vec neg = at::vec::clamp_max(vx, zero);
+    Vec::blendv(vg, vg - Vec::loadu(a + j) * vg, vx < zero).store(dx + j);
+    (Vec::loadu(da + j) - vg * neg).store(da + j);
+  }
+  for (; j < len; ++j) {
+    dx[j] = x[j] < T(0) ? g[j] - a[j] * g[j] : g[j];
+    da[j] -= g[j] * std::min(x[j], T(0));
+  }
+}
+
+// One span with a shared gate value: writes dx (if asked) and returns -sum g * min(x, 0),
+// accumulated in blocks so that float sums over large spans stay accurate.
+template <class T>
+double backward_span_constant(const T* g, const T* x, T a, T* dx, int64_t len) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t block = 1024;
+  const Vec zero(T(0)), va(a);
+  double total = 0;
+  for (int64_t b0 = 0; b0 < len; b0 += block) {
+    const int64_t b1 = std::min(len, b0 + block);
+    Vec acc(T(0));
+    int64_t j = b0;
+    for (; j + Vec::size() <= b1; j += Vec::size()) {
+      const Vec vg = Vec::loadu(g + j), vx = Vec::loadu(x + j);
+      if (dx) Vec::blendv(vg, vg - va * vg, vx < zero).store(dx + j);
+      acc = acc - vg * at::vec::clamp_max(vx, zero);
+    }
+    T lanes[Vec::size()];
+    acc.store(lanes);
+    double part = 0;
+    for (int64_t v = 0; v < Vec::size(); ++v) part += lanes[v];
+    for (; j < b1; ++j) {
+      if (dx) dx[j] = x[j] < T(0) ? g[j] - a * g[j] : g[j];
+      part -= static_cast<double>(g[j]) * std::min(x[j], T(0));
+    }
+    total += part;
+  }
+  return total;
+}
+
+template <class T>
+void backward_pass(const T* g, const T* x, const T* a, T* dx, T* da, gate_layout l) {
+  const int64_t total = l.batch * l.entries * l.span;
+  if (!da) {  // hard mask or frozen gate: only dx, one flat pass
+    at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end;) {
+        if (l.span == 1) {
+          const int64_t m = i % l.entries, len = std::min(end - i, l.entries - m);
+          backward_dx_varying(g + i, x + i, a + m, dx + i, len);
+          i += len;
+        } else {
+          const int64_t k = i % l.span, len = std::min(end - i, l.span - k);
+          backward_dx_constant(g + i, x + i, a[(i / l.span) % l.entries], dx + i, len);
+          i += len;
+        }
+      }
+    });
+    return;
+  }
+  if (l.span == 1) {
+    // Element granularity: tasks own disjoint ranges of gate entries and sweep the batch, so
+    // da needs no reduction across tasks.
+    std::fill(da, da + l.entries, T(0));
+    const int64_t entry_grain = std::max<int64_t>(256, grain / std::max<int64_t>(1, l.batch));
+    at::parallel_for(0, l.entries, entry_grain, [&](int64_t m0, int64_t m1) {
+      std::vector<T> scratch(dx ? 0 : m1 - m0);  // dx not wanted: write it to a throwaway row
+      for (int64_t n = 0; n < l.batch; ++n) {
+        const int64_t off = n * l.entries + m0;
+        T* dx_row = dx ? dx + off : scratch.data();
+        backward_both_varying(g + off, x + off, a + m0, dx_row, da + m0, m1 - m0);
+      }
+    });
+    return;
+  }
+  // Channel / layer granularity: one partial sum per (sample, entry) row, reduced afterwards.
+  const int64_t rows = l.batch * l.entries;
+  std::vector<double> partial(static_cast<size_t>(rows));
+  const int64_t row_grain = std::max<int64_t>(1, grain / l.span);
+  at::parallel_for(0, rows, row_grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t off = r * l.span;
+      partial[r] = backward_span_constant(g + off, x + off, a[r % l.entries], dx ? dx + off : nullptr,
+                                          l.span);
+    }
+  });
+  for (int64_t m = 0; m < l.entries; ++m) {
+    double s = 0;
+    for (int64_t n = 0; n < l.batch; ++n) s += partial[n * l.entries + m];
+    da[m] = static_cast<T>(s);
+  }
+}
+
+// Autograd wrapper around the fused CPU passes. Inputs: x (any shape, batch first), gate (flat
+// [M]). The gate's gradient is computed only when the gate requires it (soft masks).
+// y for contiguous x and a (no autograd bookkeeping).
+inline torch::Tensor fused_forward(const torch::Tensor& x, const torch::Tensor& a) {
+  const gate_layout l = layout_of(x, a.numel());
+  torch::Tensor y = torch::empty_like(x, torch::MemoryFormat::Contiguous);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linearize_masked_relu_forward", [&] {
+    forward_pass(x.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), l);
+  });
+  return y;
+}
+
+struct fused_masked_relu : torch::autograd::Function<fused_masked_relu> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& gate_in) {
+    const torch::Tensor x = x_in.contiguous();
+    const torch::Tensor a = gate_in.contiguous();
+    ctx->save_for_backward({x, a});
+    return fused_forward(x, a);
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& a = saved[1];
+    const torch::Tensor g = grads[0].contiguous();
+    const bool want_dx = ctx->needs_input_grad(0), want_da = ctx->needs_input_grad(1);
+    torch::Tensor dx, da;
+    if (want_dx) dx = torch::empty_like(x);
+    if (want_da) da = torch::empty_like(a);
+    if (want_dx || want_da) {
+      const gate_layout l = layout_of(x, a.numel());
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linearize_masked_relu_backward", [&] {
+        backward_pass(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
+                 want_dx ? dx.data_ptr<scalar_t>() : nullptr,
+                 want_da ? da.data_ptr<scalar_t>() : nullptr, l);
+      });
+    }
+    return {dx, da};
+  }
+};
+
+// x as [N, M, K] and the gate as [1, M, 1], ready to broadcast in plain ops.
+inline std::pair<torch::Tensor, torch::Tensor> broadcast_views(const torch::Tensor& x,
+                                                               const torch::Tensor& gate) {
+  const gate_layout l = layout_of(x, gate.numel());
+  return {x.reshape({l.batch, l.entries, l.span}), gate.reshape({1, l.entries, 1}).to(x.dtype())};
+}
+
+}  // namespace detail
+
+/// Whether the fused pass applies: CPU, float or double, same dtype for input and gate.
+inline bool fused_applies(const torch::Tensor& x, const torch::Tensor& gate) {
+  const auto t = x.scalar_type();
+  return x.device().is_cpu() && gate.device().is_cpu() && gate.scalar_type() == t &&
+         (t == torch::kFloat || t == torch::kDouble);
+}
+
+/// The formula as the SNL code writes it, in plain LibTorch ops with autograd: the fallback
+/// for other devices and dtypes, and the reference the fused pass is tested against.
+/// `gate` is flat [M]; it is reshaped to broadcast against x viewed as [N, M, K].
+inline torch::Tensor composed_masked_relu(const torch::Tensor& x, const torch::Tensor& gate) {
+  const auto [xv, a] = detail::broadcast_views(x, gate);
+  return (torch::relu(xv) * a + (1 - a) * xv).reshape(x.sizes());
+}
+
+/// y = x - a * min(x, 0) with the gate broadcast as described at the top of this file.
+/// Fused on CPU float/double; plain ops elsewhere.
+inline torch::Tensor masked_relu(const torch::Tensor& x, const torch::Tensor& gate) {
+  require(gate.device() == x.device(), "masked ReLU: gate on ", gate.device(), " but input on ",
+          x.device(), "; expected both on the same device");
+  if (fused_applies(x, gate)) {
+    const bool track = torch::GradMode::is_enabled() && (x.requires_grad() || gate.requires_grad());
+    // Inference (or frozen everything): skip the autograd node, its saved tensors and overhead.
+    if (!track) return detail::fused_forward(x.contiguous(), gate.contiguous().reshape({-1}));
+    return detail::fused_masked_relu::apply(x, gate.reshape({-1}));
+  }
+  const auto [xv, a] = detail::broadcast_views(x, gate);
+  return (xv - a * xv.clamp_max(0)).reshape(x.sizes());
+}
+
+}  // namespace linearize::kernels

@@ -1,0 +1,205 @@
+#pragma once
+// ReluSlot: the place of one ReLU layer in a network, as a gate between ReLU and identity,
+//   y = x - a * min(x, 0)        (a = 1: ReLU, a = 0: identity, i.e. the ReLU is linearized).
+// The mask `a` has one entry per element, channel or layer (see granularity.hpp) and is either
+// soft (a trainable parameter that a relaxation turns into a gate) or hard (binary and frozen,
+// what a private-inference deployment would run).
+#include <linearize/core/granularity.hpp>
+#include <linearize/core/kernels.hpp>
+#include <linearize/support/error.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <numeric>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace linearize {
+
+struct slot_options {
+  granularity grain = granularity::element;
+  /// Activation shape of one sample (e.g. {C, H, W}). Empty: learnt on the first forward, then
+  /// fixed. Give it when you can: the mask then exists before an optimizer is built.
+  std::vector<int64_t> shape{};
+  /// Where the slot sits, for stage-level methods (DeepReDuce): stage name ("stem", "layer1",
+  /// ...) and the slot's index within that stage.
+  std::string stage{};
+  int layer = -1;
+  /// Initial value of every mask entry (SNL starts from 1: every ReLU on).
+  double init = 1.0;
+};
+
+class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
+ public:
+  explicit ReluSlotImpl(slot_options options_ = {}) : options(std::move(options_)) {
+    for (int64_t d : options.shape)
+      require(d > 0, "ReluSlot: activation shape ", shape_text(options.shape),
+              " has a non-positive dimension; expected all dimensions > 0");
+    if (options.grain == granularity::channel && !options.shape.empty())
+      require(options.shape.size() >= 1, "ReluSlot: channel granularity needs a channel dimension");
+    reset();
+  }
+
+  void reset() override {
+    gate_ = torch::Tensor();
+    mask_ = torch::Tensor();
+    if (!options.shape.empty()) create_mask(torch::TensorOptions().dtype(torch::kFloat));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    require(x.dim() >= 2, "ReluSlot: input of shape ", x.sizes(),
+            " has no per-sample dimensions; expected [batch, ", shape_text(options.shape), "]");
+    const std::vector<int64_t> sample(x.sizes().begin() + 1, x.sizes().end());
+    if (options.shape.empty()) {  // learn the activation shape once, then keep it
+      options.shape = sample;
+      create_mask(x.options());
+    }
+    require(sample == options.shape, "ReluSlot", where(), ": input of shape ", x.sizes(),
+            " does not match the slot's activation shape [batch, ", shape_text(options.shape), "]");
+    if (gate_.defined()) return kernels::masked_relu(x, gate_.to(x.dtype()));
+    if (hard_) {  // binary mask: whole-layer cases need no pass over a mask
+      refresh_hard_summary();
+      if (hard_all_off_) return x;
+      if (hard_all_on_) return torch::relu(x);
+    }
+    return kernels::masked_relu(x, mask_.to(x.dtype()));
+  }
+
+  // ---- counts ---------------------------------------------------------------------------------
+  /// ReLUs of one sample's activation map (mask-independent).
+  [[nodiscard]] int64_t total_relus() const {
+    require_materialized();
+    return std::accumulate(options.shape.begin(), options.shape.end(), int64_t{1},
+                           std::multiplies<>());
+  }
+  [[nodiscard]] int64_t mask_entries() const { return total_relus() / relus_per_entry(); }
+  [[nodiscard]] int64_t relus_per_entry() const {
+    require_materialized();
+    switch (options.grain) {
+      case granularity::element: return 1;
+      case granularity::channel: return total_relus_unchecked() / options.shape[0];
+      case granularity::layer: return total_relus_unchecked();
+    }
+    return 1;
+  }
+  /// ReLUs still needed in private inference: every element whose gate is not exactly 0 (a soft
+  /// gate of 0.3 still needs min(x, 0), i.e. a comparison in a garbled circuit).
+  [[nodiscard]] int64_t relu_count() const {
+    torch::NoGradGuard no_grad;
+    const auto gate = gate_.defined() ? gate_ : mask_;
+    return gate.ne(0).sum().item<int64_t>() * relus_per_entry();
+  }
+
+  // ---- state ----------------------------------------------------------------------------------
+  [[nodiscard]] bool is_hard() const { return hard_; }
+  /// The mask parameter (trainable when soft). Shape: element {C,H,W}, channel {C}, layer {1}.
+  [[nodiscard]] const torch::Tensor& mask() const {
+    require_materialized();
+    return mask_;
+  }
+  /// Which entries keep their ReLU (gate != 0), as a bool tensor of the mask's shape.
+  [[nodiscard]] torch::Tensor binary_mask() const {
+    torch::NoGradGuard no_grad;
+    return mask().ne(0);
+  }
+
+  /// Freezes the mask to the given 0/1 values (bool or numeric, the mask's shape or flat).
+  void harden(const torch::Tensor& binary) {
+    require_materialized();
+    require(binary.numel() == mask_.numel(), "ReluSlot", where(), ": binary mask has ",
+            binary.numel(), " entries; expected ", mask_.numel(), " (shape ", mask_.sizes(), ")");
+    torch::NoGradGuard no_grad;
+    const auto values = binary.to(torch::kCPU).to(torch::kDouble);
+    require(values.eq(0).logical_or(values.eq(1)).all().item<bool>(), "ReluSlot", where(),
+            ": binary mask holds values other than 0 and 1");
+    mask_.set_requires_grad(false);
+    mask_.copy_(binary.reshape(mask_.sizes()).to(mask_.options()));
+    hard_ = true;
+    gate_ = torch::Tensor();
+  }
+  /// Freezes the mask to (mask > threshold), SNL's binarization.
+  void harden_above(double threshold) { harden(mask().detach().gt(threshold)); }
+  /// Makes the mask trainable again, starting from its current values.
+  void soften() {
+    require_materialized();
+    hard_ = false;
+    mask_.set_requires_grad(true);
+  }
+
+  /// Relaxations (relax/) compute the gate from the mask parameter each step and hand it here;
+  /// until cleared, forward uses it instead of the raw mask.
+  void set_gate(torch::Tensor gate) {
+    require_materialized();
+    require(gate.numel() == mask_.numel(), "ReluSlot", where(), ": gate has ", gate.numel(),
+            " entries; expected ", mask_.numel());
+    gate_ = gate.reshape(mask_.sizes());
+  }
+  void clear_gate() { gate_ = torch::Tensor(); }
+  [[nodiscard]] bool materialized() const { return mask_.defined(); }
+
+  void pretty_print(std::ostream& out) const override {
+    out << "ReluSlot(" << to_string(options.grain) << ", "
+        << (options.shape.empty() ? std::string("shape learnt on first input") : shape_text(options.shape))
+        << ", " << (hard_ ? "hard" : "soft") << ")";
+  }
+
+  slot_options options;
+
+ private:
+  static std::string shape_text(const std::vector<int64_t>& shape) {
+    if (shape.empty()) return "?";
+    std::string s;
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+    return s;
+  }
+  [[nodiscard]] std::string where() const {
+    return options.stage.empty() ? std::string() : " (stage " + options.stage + ")";
+  }
+  void require_materialized() const {
+    require(mask_.defined(), "ReluSlot: activation shape unknown; give slot_options::shape or run "
+                             "one forward pass before asking for counts or masks");
+  }
+  [[nodiscard]] int64_t total_relus_unchecked() const {
+    return std::accumulate(options.shape.begin(), options.shape.end(), int64_t{1},
+                           std::multiplies<>());
+  }
+
+  void create_mask(const torch::TensorOptions& like) {
+    std::vector<int64_t> shape;
+    switch (options.grain) {
+      case granularity::element: shape = options.shape; break;
+      case granularity::channel: shape = {options.shape.at(0)}; break;
+      case granularity::layer: shape = {1}; break;
+    }
+    const auto given = like.dtype().toScalarType();
+    const auto dtype = at::isFloatingType(given) ? given : torch::kFloat;
+    auto init = torch::full(shape, options.init, torch::TensorOptions().dtype(dtype).device(like.device()));
+    mask_ = register_parameter("mask", init, /*requires_grad=*/!hard_);
+  }
+
+  // A hard mask's "all off / all on" summary, recomputed only when the mask tensor changed
+  // (in-place writes bump its version; set_data swaps its storage).
+  void refresh_hard_summary() {
+    const auto version = mask_._version();
+    const void* data = mask_.data_ptr();
+    if (version == summary_version_ && data == summary_data_) return;
+    torch::NoGradGuard no_grad;
+    hard_all_off_ = !mask_.ne(0).any().item<bool>();
+    hard_all_on_ = mask_.ne(0).all().item<bool>();
+    summary_version_ = version;
+    summary_data_ = data;
+  }
+
+  torch::Tensor mask_;
+  torch::Tensor gate_;
+  bool hard_ = false;
+  bool hard_all_off_ = false, hard_all_on_ = false;
+  int64_t summary_version_ = -1;
+  const void* summary_data_ = nullptr;
+};
+
+TORCH_MODULE(ReluSlot);
+
+}  // namespace linearize

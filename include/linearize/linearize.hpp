@@ -1,0 +1,10 @@
+#pragma once
+// Umbrella header: everything linearize offers. Include single headers to compile less.
+#include <linearize/support/atomic_file.hpp>
+#include <linearize/support/error.hpp>
+#include <linearize/support/runtime.hpp>
+
+#include <linearize/core/granularity.hpp>
+#include <linearize/core/kernels.hpp>
+#include <linearize/core/mask_set.hpp>
+#include <linearize/core/relu_slot.hpp>
