@@ -8,3 +8,9 @@
 #include <linearize/core/kernels.hpp>
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/core/network.hpp>
+#include <linearize/support/seed.hpp>
+
+#include <linearize/data/augment.hpp>
+#include <linearize/data/dataset.hpp>
+#include <linearize/data/loader.hpp>
