@@ -6,9 +6,10 @@ check_cxx_compiler_flag(-march=native LINEARIZE_HAS_MARCH_NATIVE)
 # in as system headers through the imported target, so these apply to our code only.
 function(linearize_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unused-parameter)
-  # GCC 12 reports false -Wstringop-overflow positives inside libstdc++ string code at -O2.
+  # GCC 12 reports false -Wstringop-overflow / -Warray-bounds / -Wrestrict positives inside libstdc++'s
+  # string code at -O2 and above.
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-    target_compile_options(${target} PRIVATE -Wno-stringop-overflow)
+    target_compile_options(${target} PRIVATE -Wno-stringop-overflow -Wno-array-bounds -Wno-restrict)
   endif()
   # The fused kernel uses at::vec's AVX2 code when the compiler targets AVX2 (see kernels.hpp).
   if(LINEARIZE_NATIVE AND LINEARIZE_HAS_MARCH_NATIVE)

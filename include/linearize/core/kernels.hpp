@@ -65,6 +65,13 @@ inline gate_layout layout_of(const torch::Tensor& x, int64_t gate_entries) {
   return {batch, gate_entries, per_sample / gate_entries};
 }
 
+// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics headers when at::vec's
+// AVX-512 code is instantiated here (a known false positive of _mm512_undefined_*).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace detail {
 
 // Elements per parallel task: large enough that scheduling costs vanish, small enough that two
@@ -291,6 +298,10 @@ inline std::pair<torch::Tensor, torch::Tensor> broadcast_views(const torch::Tens
 }
 
 }  // namespace detail
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /// Whether the fused pass applies: CPU, float or double, same dtype for input and gate.
 inline bool fused_applies(const torch::Tensor& x, const torch::Tensor& gate) {

@@ -1,0 +1,44 @@
+#pragma once
+// A ReLU budget: an absolute count, or a fraction of all ReLUs of the network.
+#include <linearize/support/error.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace linearize {
+
+class budget {
+ public:
+  /// An absolute number of ReLUs.
+  constexpr explicit budget(int64_t relus) : count_(relus), fraction_(-1) {}
+  /// A fraction of all ReLUs, in (0, 1].
+  [[nodiscard]] static constexpr budget fraction(double f) { return budget(f, 0); }
+
+  [[nodiscard]] bool is_fraction() const { return fraction_ >= 0; }
+
+  /// The budget as a count of ReLUs of a network with `total` ReLUs; a budget <= 0 or above
+  /// the total is an error.
+  [[nodiscard]] int64_t resolve(int64_t total) const {
+    if (is_fraction()) {
+      require(fraction_ > 0 && fraction_ <= 1 && std::isfinite(fraction_), "budget fraction ",
+              fraction_, " out of range: expected a fraction in (0, 1] of the ", total, " ReLUs");
+      return std::max<int64_t>(1, static_cast<int64_t>(std::floor(fraction_ * static_cast<double>(total))));
+    }
+    require(count_ > 0 && count_ <= total, "budget of ", count_,
+            " ReLUs out of range: expected 1 to ", total, " (all ReLUs of the network)");
+    return count_;
+  }
+
+  [[nodiscard]] std::string describe() const {
+    return is_fraction() ? std::to_string(fraction_ * 100) + "% of all ReLUs"
+                         : std::to_string(count_) + " ReLUs";
+  }
+
+ private:
+  constexpr budget(double f, int) : count_(-1), fraction_(f) {}
+  int64_t count_;
+  double fraction_;
+};
+
+}  // namespace linearize

@@ -1,0 +1,157 @@
+#pragma once
+// pipeline(policies...): a linearization method as a type, composed at compile time.
+//
+//   auto snl = linearize::pipeline(linearize::relax::l1_mix{}, linearize::schedule::lasso_growth{},
+//                                  linearize::select::magnitude{}, linearize::finetune::distill{});
+//
+// Policies may come in any order; each is found by its role tag (Boost.Hana find_if over the
+// policy tuple). Absent roles get documented defaults where one makes sense:
+//   relaxation  none: the stage starts from the network's current binary mask (no mask search)
+//   scheduler   lasso_growth{} when there is a relaxation (SNL's schedule)
+//   selection   required
+//   finetune    distill{} (KD, SGD, cosine; 100 epochs)
+// A doubled role, a missing selection, an argument that fits no role, a policy that lacks what its
+// role's concept requires, or a relaxation paired with a non-penalty scheduler stop compilation
+// with a static_assert that says which.
+#include <linearize/finetune/distill.hpp>
+#include <linearize/pipeline/concepts/finetune.hpp>
+#include <linearize/pipeline/concepts/policy.hpp>
+#include <linearize/pipeline/concepts/relaxation.hpp>
+#include <linearize/pipeline/concepts/scheduler.hpp>
+#include <linearize/pipeline/concepts/selection.hpp>
+#include <linearize/pipeline/roles.hpp>
+#include <linearize/schedule/lasso_growth.hpp>
+
+#include <boost/hana.hpp>
+
+#include <string>
+#include <type_traits>
+
+namespace linearize {
+
+namespace hana = boost::hana;
+
+namespace detail {
+
+template <class Role>
+inline constexpr auto plays = [](auto const& p) {
+  return hana::bool_c<std::is_same_v<roles::role_of_t<std::remove_cvref_t<decltype(p)>>, Role>>;
+};
+
+template <class Role, class... P>
+inline constexpr std::size_t count_role =
+    decltype(hana::count_if(hana::tuple_t<P...>, [](auto t) {
+      return hana::bool_c<std::is_same_v<roles::role_of_t<typename decltype(t)::type>, Role>>;
+    }))::value;
+
+// Instantiated once per argument, so that the compiler's "required from" note names the type.
+template <class P>
+struct check_argument {
+  static_assert(roles::is_policy<P>,
+                "linearize::pipeline: an argument fits no role. A policy declares its role with "
+                "`using role = linearize::roles::relaxation;` (or scheduler, selection, finetune).");
+  static_assert(!std::is_same_v<roles::role_of_t<P>, roles::relaxation> || relaxation_policy<P>,
+                "linearize::pipeline: this relaxation policy does not satisfy "
+                "linearize::relaxation_policy: it needs gate(param), penalty(param), kept(param), "
+                "score(param), from_binary(mask) and name() (see pipeline/concepts/relaxation.hpp).");
+  static_assert(!std::is_same_v<roles::role_of_t<P>, roles::scheduler> || scheduler_policy<P>,
+                "linearize::pipeline: this scheduler does not satisfy linearize::scheduler_policy: "
+                "it needs name() (see pipeline/concepts/scheduler.hpp).");
+  static_assert(!std::is_same_v<roles::role_of_t<P>, roles::selection> || selection_policy<P>,
+                "linearize::pipeline: this selection policy does not satisfy "
+                "linearize::selection_policy: it needs name() and select(context) "
+                "(see pipeline/concepts/selection.hpp).");
+  static_assert(!std::is_same_v<roles::role_of_t<P>, roles::finetune> || finetune_policy<P>,
+                "linearize::pipeline: this finetune policy does not satisfy "
+                "linearize::finetune_policy: it needs name() and epochs (see "
+                "pipeline/concepts/finetune.hpp).");
+  static constexpr bool ok = true;
+};
+
+}  // namespace detail
+
+/// One stage of a linearization method: a relaxation (optional), a scheduler, a selection rule
+/// and a finetuning recipe. Build it with linearize::pipeline(...).
+template <class... Policies>
+class pipeline_stage {
+ public:
+  constexpr explicit pipeline_stage(Policies... ps) : policies_(hana::make_tuple(ps...)) {}
+
+  /// The policy playing `Role`, as a hana::optional (hana::nothing when absent).
+  template <class Role>
+  [[nodiscard]] constexpr auto find() const {
+    return hana::find_if(policies_, detail::plays<Role>);
+  }
+  template <class Role>
+  static constexpr bool has = detail::count_role<Role, Policies...> == 1;
+
+  static constexpr bool has_relaxation = has<roles::relaxation>;
+
+  [[nodiscard]] constexpr auto relaxation() const {
+    static_assert(has_relaxation, "this stage has no relaxation policy");
+    return find<roles::relaxation>().value();
+  }
+  /// The scheduler given, or lasso_growth{} (SNL's schedule) when absent.
+  [[nodiscard]] constexpr auto scheduler() const {
+    return find<roles::scheduler>().value_or(schedule::lasso_growth{});
+  }
+  /// The scheduler given, or `fallback` when absent (e.g. fixed_step{} for coordinate descent).
+  template <class Fallback>
+  [[nodiscard]] constexpr auto scheduler_or(Fallback fallback) const {
+    return find<roles::scheduler>().value_or(fallback);
+  }
+  [[nodiscard]] constexpr auto selection() const { return find<roles::selection>().value(); }
+  /// The finetune policy given, or distill{} when absent.
+  [[nodiscard]] constexpr auto finetune() const {
+    return find<roles::finetune>().value_or(finetune::distill{});
+  }
+
+  /// e.g. "l1_mix+lasso_growth+magnitude+distill".
+  [[nodiscard]] std::string name() const {
+    std::string out;
+    if constexpr (has_relaxation) out += relaxation().name() + "+";
+    if constexpr (has<roles::scheduler> || has_relaxation) out += scheduler().name() + "+";
+    out += selection().name() + "+" + finetune().name();
+    return out;
+  }
+
+ private:
+  hana::tuple<Policies...> policies_;
+};
+
+template <class T>
+inline constexpr bool is_pipeline_stage = false;
+template <class... P>
+inline constexpr bool is_pipeline_stage<pipeline_stage<P...>> = true;
+
+/// Composes policies into one stage; see the top of this file for roles and defaults.
+template <class... P>
+[[nodiscard]] constexpr auto pipeline(P... policies) {
+  static_assert((detail::check_argument<P>::ok && ...));
+  static_assert(detail::count_role<roles::relaxation, P...> <= 1,
+                "linearize::pipeline: more than one relaxation policy; a stage takes at most one "
+                "of each role.");
+  static_assert(detail::count_role<roles::scheduler, P...> <= 1,
+                "linearize::pipeline: more than one scheduler; a stage takes at most one of each "
+                "role.");
+  static_assert(detail::count_role<roles::selection, P...> <= 1,
+                "linearize::pipeline: more than one selection policy; a stage takes at most one "
+                "of each role.");
+  static_assert(detail::count_role<roles::finetune, P...> <= 1,
+                "linearize::pipeline: more than one finetune policy; a stage takes at most one of "
+                "each role.");
+  static_assert(detail::count_role<roles::selection, P...> == 1,
+                "linearize::pipeline: no selection policy; every stage needs one (for example "
+                "linearize::select::magnitude{} or linearize::select::top_k{}).");
+  using stage = pipeline_stage<P...>;
+  if constexpr (stage::has_relaxation) {
+    using sched = decltype(std::declval<stage>().scheduler());
+    static_assert(penalty_scheduler<sched>,
+                  "linearize::pipeline: a relaxation needs a penalty scheduler (start, after_epoch, "
+                  "max_epochs; e.g. lasso_growth or budget_tracking); step schedulers such as "
+                  "fixed_step drive coordinate descent instead.");
+  }
+  return stage(policies...);
+}
+
+}  // namespace linearize

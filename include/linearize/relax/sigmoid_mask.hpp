@@ -1,0 +1,31 @@
+#pragma once
+// A smooth gate in (0, 1): gate = sigmoid(theta / temperature). The penalty is the gate itself
+// (the expected fraction of each entry's ReLU that remains), and an entry counts as kept while
+// its gate exceeds 1/2.
+#include <linearize/pipeline/roles.hpp>
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace linearize::relax {
+
+struct sigmoid_mask {
+  using role = roles::relaxation;
+  double temperature = 1.0;
+  double init = 4.0;  ///< |theta| at the start: sigmoid(4) = 0.982 for a kept ReLU
+
+  [[nodiscard]] torch::Tensor gate(const torch::Tensor& theta) const {
+    return torch::sigmoid(theta / temperature);
+  }
+  [[nodiscard]] torch::Tensor penalty(const torch::Tensor& theta) const { return gate(theta); }
+  [[nodiscard]] torch::Tensor kept(const torch::Tensor& theta) const { return theta.gt(0); }
+  [[nodiscard]] torch::Tensor score(const torch::Tensor& theta) const { return gate(theta); }
+  [[nodiscard]] torch::Tensor from_binary(const torch::Tensor& binary) const {
+    return binary.to(torch::kFloat) * (2 * init) - init;
+  }
+  [[nodiscard]] std::string name() const { return "sigmoid_mask"; }
+  static constexpr bool gate_is_parameter = false;
+};
+
+}  // namespace linearize::relax

@@ -1,0 +1,64 @@
+#pragma once
+// A faster alternative to SNL's lasso_growth: the ReLU count follows a planned path from where
+// the search starts down to the budget within a given number of epochs, and every few steps the
+// penalty weight is corrected multiplicatively by how far the count is off the path. The path is
+// log-linear (counts fall over orders of magnitude) and reaches the budget at `plan_fraction` of
+// the epochs, leaving the rest for the network to adapt at the budget.
+#include <linearize/pipeline/progress.hpp>
+#include <linearize/pipeline/roles.hpp>
+#include <linearize/support/error.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace linearize::schedule {
+
+struct budget_tracking {
+  using role = roles::scheduler;
+  int64_t epochs = 10;          ///< planned length of the search
+  double plan_fraction = 0.8;   ///< the path reaches the budget at this fraction of `epochs`
+  double lambda0 = 1e-5;
+  int64_t check_every = 10;     ///< steps between corrections
+  double gain = 2.0;            ///< correction = exp(gain * log(count / target)), clipped
+  double max_change = 2.0;      ///< per correction, the weight changes by at most this factor
+  int64_t overtime = 2;         ///< epochs allowed beyond `epochs` before giving up
+
+  [[nodiscard]] std::string name() const { return "budget_tracking"; }
+  [[nodiscard]] int64_t max_epochs() const { return epochs + overtime; }
+  [[nodiscard]] int64_t every_steps() const { return check_every; }
+
+  void start(scalars& state) const {
+    require(epochs > 0 && plan_fraction > 0 && plan_fraction <= 1 && lambda0 > 0 &&
+                check_every > 0 && gain > 0 && max_change > 1,
+            "budget_tracking: epochs ", epochs, " > 0, plan_fraction ", plan_fraction,
+            " in (0, 1], lambda0 ", lambda0, " > 0, check_every ", check_every, " > 0, gain ",
+            gain, " > 0, max_change ", max_change, " > 1 expected");
+    state.try_emplace(penalty_weight_key, lambda0);
+  }
+
+  /// The planned count after `progress_epochs` (fractional) epochs.
+  [[nodiscard]] double target(const search_progress& p, double progress_epochs) const {
+    const double t = std::clamp(progress_epochs / (plan_fraction * static_cast<double>(epochs)), 0.0, 1.0);
+    const double from = std::log(std::max<double>(1, static_cast<double>(p.start_count)));
+    const double to = std::log(std::max<double>(1, static_cast<double>(p.budget)));
+    return std::exp(from + (to - from) * t);
+  }
+
+  void after_step(scalars& state, const search_progress& p) const {
+    const double done = static_cast<double>(p.epoch) +
+                        static_cast<double>(p.step + 1) / static_cast<double>(p.steps_per_epoch);
+    const double off = std::log(std::max<double>(1, static_cast<double>(p.count)) / target(p, done));
+    const double change = std::clamp(std::exp(gain * off), 1 / max_change, max_change);
+    auto& w = state[penalty_weight_key];
+    w = std::clamp(w * change, 1e-12, 1e3);
+  }
+
+  [[nodiscard]] bool after_epoch(scalars& state, const search_progress& p) const {
+    (void)state;
+    return p.count <= p.budget || p.epoch + 1 >= max_epochs();
+  }
+};
+
+}  // namespace linearize::schedule

@@ -1,0 +1,29 @@
+#pragma once
+// Keeps the entries with the largest scores until the budget is used: with element masks the
+// count equals the budget exactly; with coarser masks it is the largest count within it. Ties go
+// to the lower flat index, so the result is deterministic.
+#include <linearize/pipeline/roles.hpp>
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace linearize::select {
+
+struct top_k {
+  using role = roles::selection;
+
+  [[nodiscard]] std::string name() const { return "top_k"; }
+  /// ctx.scores: float [E]; ctx.relus_per_entry: int64 [E]; ctx.budget: ReLUs to keep.
+  template <class Context>
+  [[nodiscard]] torch::Tensor select(const Context& ctx) const {
+    const auto order = std::get<1>(ctx.scores.to(torch::kCPU).sort(/*stable=*/true, 0, /*descending=*/true));
+    const auto cost = ctx.relus_per_entry.to(torch::kCPU).index_select(0, order).cumsum(0);
+    const auto keep_sorted = cost.le(ctx.budget);
+    auto keep = torch::zeros({ctx.scores.numel()}, torch::kBool);
+    keep.index_put_({order}, keep_sorted);
+    return keep;
+  }
+};
+
+}  // namespace linearize::select

@@ -1,0 +1,179 @@
+// Pipeline composition (compile-time): roles found in any order, defaults, chains; and the stock
+// policies' arithmetic: relaxations, budget schedulers, selection rules.
+#include "test_support.hpp"
+
+#include <linearize/pipeline/budget.hpp>
+#include <linearize/pipeline/chain.hpp>
+#include <linearize/relax/hard_threshold.hpp>
+#include <linearize/relax/l1_mix.hpp>
+#include <linearize/relax/sigmoid_mask.hpp>
+#include <linearize/schedule/budget_tracking.hpp>
+#include <linearize/schedule/fixed_step.hpp>
+#include <linearize/schedule/lasso_growth.hpp>
+#include <linearize/select/magnitude.hpp>
+#include <linearize/select/top_k.hpp>
+
+using namespace linearize;
+using linearize::testing::close;
+using linearize::testing::expect_error;
+
+namespace {
+
+// A user-written scheduler: works without touching the library.
+struct linear_decay {
+  using role = roles::scheduler;
+  [[nodiscard]] std::string name() const { return "linear_decay"; }
+  [[nodiscard]] int64_t max_epochs() const { return 7; }
+  void start(scalars& s) const { s.try_emplace(penalty_weight_key, 1e-4); }
+  [[nodiscard]] bool after_epoch(scalars&, const search_progress& p) const {
+    return p.count <= p.budget;
+  }
+};
+
+}  // namespace
+
+// ---- composition: compile-time facts ------------------------------------------------------------
+constexpr auto snl = pipeline(relax::l1_mix{}, schedule::lasso_growth{}, select::magnitude{},
+                              finetune::distill{.epochs = 100, .temperature = 4});
+constexpr auto shuffled = pipeline(finetune::distill{.epochs = 3}, select::top_k{}, relax::l1_mix{});
+constexpr auto bcd_like = pipeline(select::top_k{}, schedule::fixed_step{.drc = 50});
+
+static_assert(decltype(snl)::has_relaxation);
+static_assert(std::is_same_v<decltype(shuffled.scheduler()), schedule::lasso_growth>,
+              "absent scheduler defaults to lasso_growth when there is a relaxation");
+static_assert(!decltype(bcd_like)::has_relaxation);
+static_assert(std::is_same_v<decltype(bcd_like.finetune()), finetune::distill>,
+              "absent finetune defaults to distill");
+static_assert(bcd_like.scheduler_or(schedule::lasso_growth{}).drc == 50);
+static_assert(shuffled.finetune().epochs == 3, "policies are found whatever their order");
+static_assert(relaxation_policy<relax::l1_mix> && relaxation_policy<relax::sigmoid_mask> &&
+              relaxation_policy<relax::hard_threshold>);
+static_assert(penalty_scheduler<schedule::lasso_growth> &&
+              stepwise_penalty_scheduler<schedule::budget_tracking> &&
+              step_scheduler<schedule::fixed_step> && !penalty_scheduler<schedule::fixed_step>);
+static_assert(penalty_scheduler<linear_decay>);
+
+constexpr auto both = snl | bcd_like;
+static_assert(decltype(both)::size == 2);
+static_assert(decltype(both | snl)::size == 3 && decltype(snl | both)::size == 3);
+
+TEST_CASE("pipelines and chains describe themselves", "[pipeline]") {
+  CHECK(snl.name() == "l1_mix+lasso_growth+magnitude+distill");
+  CHECK(bcd_like.name() == "fixed_step+top_k+distill");
+  CHECK(both.name() == "l1_mix+lasso_growth+magnitude+distill | fixed_step+top_k+distill");
+  const auto custom = pipeline(relax::l1_mix{}, linear_decay{}, select::top_k{});
+  CHECK(custom.name() == "l1_mix+linear_decay+top_k+distill");
+}
+
+TEST_CASE("budgets resolve to counts and reject out-of-range values", "[pipeline]") {
+  CHECK(budget(15'000).resolve(491'520) == 15'000);
+  CHECK(budget::fraction(0.1).resolve(491'520) == 49'152);
+  CHECK(budget(491'520).resolve(491'520) == 491'520);
+  expect_error([] { (void)budget(0).resolve(100); }, "budget of 0 ReLUs out of range: expected 1 to 100");
+  expect_error([] { (void)budget(101).resolve(100); }, "budget of 101 ReLUs out of range");
+  expect_error([] { (void)budget::fraction(1.5).resolve(100); }, "budget fraction 1.5 out of range");
+  expect_error([] { (void)budget::fraction(0).resolve(100); }, "budget fraction 0 out of range");
+}
+
+TEST_CASE("relaxations: gates, penalties, kept entries", "[pipeline][relax]") {
+  auto p = torch::tensor({-0.5f, 0.005f, 0.02f, 0.7f, 1.0f});
+  relax::l1_mix l1;
+  CHECK(close(l1.gate(p), p));
+  CHECK(close(l1.penalty(p), p.abs()));
+  CHECK(torch::equal(l1.kept(p), torch::tensor({false, false, true, true, true})));
+
+  relax::sigmoid_mask sg{.temperature = 0.5};
+  CHECK(close(sg.gate(torch::zeros({1})), torch::full({1}, 0.5)));
+  auto theta = sg.from_binary(torch::tensor({true, false}));
+  CHECK(sg.kept(theta)[0].item<bool>());
+  CHECK_FALSE(sg.kept(theta)[1].item<bool>());
+  CHECK(sg.gate(theta)[0].item<double>() > 0.99);
+
+  relax::hard_threshold ht;
+  auto t = torch::tensor({0.2f, 0.8f}, torch::requires_grad());
+  auto g = ht.gate(t);
+  CHECK(close(g, torch::tensor({0.0f, 1.0f})));
+  (g * torch::tensor({3.0f, 5.0f})).sum().backward();
+  CHECK(close(t.grad(), torch::tensor({3.0f, 5.0f})));  // straight-through
+}
+
+TEST_CASE("lasso_growth follows SNL's rule", "[pipeline][schedule]") {
+  schedule::lasso_growth s;
+  scalars st;
+  s.start(st);
+  CHECK(st[penalty_weight_key] == Approx(1e-5));
+  search_progress p{.total = 1000, .budget = 100};
+  // Epochs 0..4: new minima remembered, never growth.
+  for (int e = 0; e < 5; ++e) {
+    p.epoch = e;
+    p.count = 900 - e;
+    CHECK_FALSE(s.after_epoch(st, p));
+  }
+  CHECK(st[penalty_weight_key] == Approx(1e-5));
+  p.epoch = 5;
+  p.count = 950;  // not a new minimum: lambda *= 1.1
+  CHECK_FALSE(s.after_epoch(st, p));
+  CHECK(st[penalty_weight_key] == Approx(1.1e-5));
+  p.epoch = 6;
+  p.count = 800;  // new minimum: no growth
+  CHECK_FALSE(s.after_epoch(st, p));
+  CHECK(st[penalty_weight_key] == Approx(1.1e-5));
+  CHECK(st["best_count"] == 800);
+  p.epoch = 7;
+  p.count = 100;  // within budget: stop
+  CHECK(s.after_epoch(st, p));
+  schedule::lasso_growth capped{.epoch_cap = 3};
+  scalars st2;
+  capped.start(st2);
+  p.count = 999;
+  p.epoch = 2;
+  CHECK(capped.after_epoch(st2, p));
+}
+
+TEST_CASE("budget_tracking raises the weight when behind the plan and lowers it when ahead",
+          "[pipeline][schedule]") {
+  schedule::budget_tracking s{.epochs = 10, .plan_fraction = 0.5};
+  search_progress p{.steps_per_epoch = 100, .total = 10'000, .budget = 100, .start_count = 10'000};
+  CHECK(s.target(p, 0) == Approx(10'000));
+  CHECK(s.target(p, 2.5) == Approx(1'000));  // halfway on a log scale
+  CHECK(s.target(p, 5) == Approx(100));
+  CHECK(s.target(p, 9) == Approx(100));
+  scalars st;
+  s.start(st);
+  const double w0 = st[penalty_weight_key];
+  p.epoch = 2;
+  p.step = 49;
+  p.count = 5'000;  // plan says 1,000
+  s.after_step(st, p);
+  CHECK(st[penalty_weight_key] > w0);
+  const double w1 = st[penalty_weight_key];
+  p.count = 200;  // ahead of the plan
+  s.after_step(st, p);
+  CHECK(st[penalty_weight_key] < w1);
+  CHECK(st[penalty_weight_key] <= w1 * 2);
+  p.count = 100;
+  CHECK(s.after_epoch(st, p));
+}
+
+TEST_CASE("fixed_step: T = ceil((B_ref - B_target) / DRC)", "[pipeline][schedule]") {
+  CHECK(schedule::fixed_step{.drc = 100}.steps(15'000, 7'500) == 75);
+  CHECK(schedule::fixed_step{.drc = 100}.steps(15'001, 7'500) == 76);
+  CHECK(schedule::fixed_step{.drc = 7}.steps(100, 100) == 0);
+  expect_error([] { (void)schedule::fixed_step{.drc = 0}.steps(10, 5); }, "drc 0 must be positive");
+}
+
+TEST_CASE("selection rules: magnitude thresholds, top_k hits the budget exactly", "[pipeline][select]") {
+  struct ctx_t {
+    torch::Tensor scores, relus_per_entry;
+    int64_t budget;
+  };
+  auto scores = torch::tensor({0.3f, -1.0f, 0.9f, 0.005f, 0.9f, 0.5f});
+  ctx_t ctx{scores, torch::ones({6}, torch::kLong), 3};
+  CHECK(torch::equal(select::magnitude{}.select(ctx), torch::tensor({true, false, true, false, true, true})));
+  auto k = select::top_k{}.select(ctx);
+  CHECK(k.sum().item<int64_t>() == 3);
+  CHECK(torch::equal(k, torch::tensor({false, false, true, false, true, true})));
+  // Coarse entries: each entry costs its ReLUs; the largest count within the budget.
+  ctx_t coarse{scores, torch::tensor({4, 4, 4, 4, 4, 4}, torch::kLong), 10};
+  CHECK(select::top_k{}.select(coarse).sum().item<int64_t>() == 2);
+}
