@@ -10,6 +10,7 @@
 #include <linearize/models/wide_resnet.hpp>
 #include <linearize/support/error.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -43,6 +44,12 @@ inline int64_t whole_width(std::string_view model, double width) {
 
 /// The model called `name`; an unknown name is an error that lists the known ones.
 [[nodiscard]] inline Network make_model(std::string_view name, const model_spec& spec = {}) {
+  const auto names = model_names();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    fail("unknown model '", name, "'; expected one of: ", known);
+  }
   require(!spec.stem_relu || name == "resnet18_in", "make_model: stem_relu is an option of "
           "resnet18_in only, not of '", name, "'");
   if (name == "resnet18_in")
@@ -65,9 +72,7 @@ inline int64_t whole_width(std::string_view model, double width) {
                          .size = spec.size,
                          .multiplier = spec.width.value_or(1.0),
                          .grain = spec.grain});
-  std::string known;
-  for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
-  fail("unknown model '", name, "'; expected one of: ", known);
+  fail("make_model: no factory for '", name, "'");  // unreachable: every known name is above
 }
 
 }  // namespace linearize::models
