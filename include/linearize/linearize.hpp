@@ -14,3 +14,11 @@
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/data/loader.hpp>
+
+#include <linearize/models/layers.hpp>
+#include <linearize/models/mobilenet_v1.hpp>
+#include <linearize/models/registry.hpp>
+#include <linearize/models/resnet18_in.hpp>
+#include <linearize/models/wide_resnet.hpp>
+
+#include <linearize/io/torch_export.hpp>
