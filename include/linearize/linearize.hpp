@@ -14,3 +14,10 @@
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/data/loader.hpp>
+
+#include <linearize/pi/cost_model.hpp>
+#include <linearize/pi/cost_report.hpp>
+#include <linearize/pi/mac_count.hpp>
+
+#include <linearize/io/results.hpp>
+#include <linearize/io/svg_plot.hpp>
