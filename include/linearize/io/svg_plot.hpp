@@ -214,6 +214,9 @@ inline axis log_axis(double lo, double hi, bool from_decade) {
     const double pad = 0.06 * std::max(h - l, 1.0);
     l -= pad;
     h += pad;
+    // A decade just outside the range is worth its label (10K beside 12K).
+    if (l - std::floor(l) < 0.1) l = std::floor(l);
+    if (std::ceil(h) - h < 0.1) h = std::ceil(h);
   }
   axis a;
   a.log = true;
