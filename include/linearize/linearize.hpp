@@ -22,3 +22,10 @@
 #include <linearize/models/wide_resnet.hpp>
 
 #include <linearize/io/torch_export.hpp>
+
+#include <linearize/pi/cost_model.hpp>
+#include <linearize/pi/cost_report.hpp>
+#include <linearize/pi/mac_count.hpp>
+
+#include <linearize/io/results.hpp>
+#include <linearize/io/svg_plot.hpp>
