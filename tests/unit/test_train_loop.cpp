@@ -147,6 +147,7 @@ TEST_CASE("a NaN loss stops the run and leaves the last checkpoint intact", "[tr
 
   auto inf = tiny_conv(1);
   opts.checkpoint.clear();
+  opts.checkpoint_every = 0;
   expect_error([&] {
     train::fit(inf, data, opts, train::hooks{.extra_loss = [](train::step_context&) {
                  return torch::tensor(INFINITY);
@@ -268,6 +269,9 @@ TEST_CASE("missing, corrupt, truncated and foreign checkpoints are refused by na
   other.seed = opts.seed;
   other.optimizer = train::adam{};
   expect_error([&] { train::fit(tiny_conv(1), data, other); }, "optimizer adam");
+  auto no_path = small_run();
+  no_path.checkpoint_every = 2;
+  expect_error([&] { train::fit(tiny_conv(1), data, no_path); }, "without a checkpoint path");
   // resume = false starts afresh over it.
   other.resume = false;
   CHECK(train::fit(tiny_conv(1), data, other).global_step == 10);

@@ -188,6 +188,8 @@ inline void validate(const options& o) {
   require(o.eval_every >= 0, "train: eval_every ", o.eval_every, " must not be negative");
   require(o.checkpoint_every >= 0, "train: checkpoint_every ", o.checkpoint_every,
           " must not be negative");
+  require(o.checkpoint_every == 0 || !o.checkpoint.empty(), "train: checkpoint_every ",
+          o.checkpoint_every, " given without a checkpoint path; expected options::checkpoint");
   require(!o.stop_after_steps || *o.stop_after_steps >= 0, "train: stop_after_steps ",
           o.stop_after_steps.value_or(0), " must not be negative");
   train::validate(o.optimizer);
