@@ -29,3 +29,13 @@
 
 #include <linearize/io/results.hpp>
 #include <linearize/io/svg_plot.hpp>
+
+#include <linearize/train/checkpoint.hpp>
+#include <linearize/train/device.hpp>
+#include <linearize/train/evaluate.hpp>
+#include <linearize/train/history.hpp>
+#include <linearize/train/losses.hpp>
+#include <linearize/train/lr_schedule.hpp>
+#include <linearize/train/optimizer.hpp>
+#include <linearize/train/progress.hpp>
+#include <linearize/train/trainer.hpp>

@@ -1,0 +1,53 @@
+#pragma once
+// The training objectives: cross entropy against the labels, and Hinton's knowledge
+// distillation against a frozen teacher's logits, as SNL and coordinate descent use it:
+//   KD = KL(softmax(t / T) || softmax(s / T)) * T^2, averaged over the batch.
+// The T^2 factor keeps the gradient's scale independent of T.
+#include <linearize/support/error.hpp>
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace linearize::train {
+
+/// Knowledge-distillation settings (SNL: T = 4, weight 1). Total loss = CE + weight * KD.
+struct distillation {
+  double temperature = 4;
+  double weight = 1;
+};
+
+inline void validate(const distillation& kd) {
+  require(std::isfinite(kd.temperature) && kd.temperature > 0, "distillation: temperature ",
+          kd.temperature, " must be positive");
+  require(std::isfinite(kd.weight) && kd.weight >= 0, "distillation: weight ", kd.weight,
+          " must be >= 0");
+}
+
+/// Mean cross entropy of logits [B, K] against int64 labels [B].
+[[nodiscard]] inline torch::Tensor cross_entropy(const torch::Tensor& logits,
+                                                 const torch::Tensor& labels) {
+  require(logits.dim() == 2 && labels.dim() == 1 && labels.size(0) == logits.size(0),
+          "cross_entropy: logits of shape ", logits.sizes(), " and labels of shape ",
+          labels.sizes(), "; expected [B, classes] and [B]");
+  return torch::nn::functional::cross_entropy(logits, labels);
+}
+
+/// KL(softmax(teacher / T) || softmax(student / T)) * T^2, summed over classes and averaged
+/// over the batch. The teacher's logits get no gradient.
+[[nodiscard]] inline torch::Tensor kd_loss(const torch::Tensor& student, const torch::Tensor& teacher,
+                                           double temperature) {
+  require(std::isfinite(temperature) && temperature > 0, "kd_loss: temperature ", temperature,
+          " must be positive");
+  require(student.dim() == 2 && student.sizes() == teacher.sizes(),
+          "kd_loss: student logits of shape ", student.sizes(), " and teacher logits of shape ",
+          teacher.sizes(), "; expected equal shapes [B, classes]");
+  const auto log_student = torch::log_softmax(student / temperature, 1);
+  const auto target = torch::softmax(teacher.detach().to(student.dtype()) / temperature, 1);
+  // kl_div(input = log q, target = p) = sum p * (log p - log q), with 0 * log 0 = 0.
+  namespace F = torch::nn::functional;
+  return F::kl_div(log_student, target, F::KLDivFuncOptions().reduction(torch::kBatchMean)) *
+         (temperature * temperature);
+}
+
+}  // namespace linearize::train
