@@ -12,7 +12,11 @@
 #include <linearize/support/seed.hpp>
 
 #include <linearize/data/augment.hpp>
+#include <linearize/data/cifar.hpp>
 #include <linearize/data/dataset.hpp>
+#include <linearize/data/dataset_files.hpp>
+#include <linearize/data/fashion_mnist.hpp>
+#include <linearize/data/jpeg.hpp>
 #include <linearize/data/loader.hpp>
 
 #include <linearize/models/layers.hpp>
@@ -39,3 +43,6 @@
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/progress.hpp>
 #include <linearize/train/trainer.hpp>
+
+#include <linearize/data/registry.hpp>
+#include <linearize/data/tiny_imagenet.hpp>

@@ -4,7 +4,10 @@
 // permutation seeded by (seed, epoch) and the augmentation of each batch is seeded by
 // (seed, epoch, index). A run resumed at any step therefore sees exactly the batches an
 // uninterrupted run would. The next batch is prepared on a background thread while the
-// current one trains, so a training step does not wait on data.
+// current one trains, so a training step does not wait on data. That thread lives as long as
+// the loader: a fresh thread per batch (std::async) pays LibTorch's per-thread start-up on its
+// first ATen op (lazy_init_num_threads re-creates the global pthreadpool): measured on a
+// 2-core machine, 30-40 ms a batch where making the batch takes ~1 ms (benchmarks/data_bench).
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/support/error.hpp>
@@ -13,9 +16,13 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <future>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 namespace linearize::data {
 
@@ -33,6 +40,56 @@ struct batch {
   torch::Tensor labels;  ///< int64 [B]
   int64_t index = 0;     ///< position in the epoch
 };
+
+namespace detail {
+
+/// One long-lived thread running batch-making tasks in order.
+class batch_worker {
+ public:
+  batch_worker() = default;
+  batch_worker(const batch_worker&) = delete;
+  batch_worker& operator=(const batch_worker&) = delete;
+  ~batch_worker() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    ready_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void submit(std::packaged_task<batch()> task) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::packaged_task<batch()> task;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;  // stopping, nothing left
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();  // an exception goes to the task's future
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<batch()>> tasks_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace detail
 
 class batch_loader {
  public:
@@ -122,9 +179,9 @@ class batch_loader {
 
   void launch(int64_t index) {
     (void)order(epoch_);  // compute the order here, not concurrently on two threads
-    pending_ = std::async(std::launch::async, [this, epoch = epoch_, index] {
-      return make(epoch, index);
-    });
+    std::packaged_task<batch()> task([this, epoch = epoch_, index] { return make(epoch, index); });
+    pending_ = task.get_future();
+    worker_.submit(std::move(task));
   }
 
   image_dataset data_;
@@ -134,6 +191,7 @@ class batch_loader {
   mutable std::optional<torch::Tensor> order_cache_;
   mutable int64_t order_epoch_ = -1;
   double wait_seconds_ = 0;
+  detail::batch_worker worker_;  // last: stopped before the members its tasks read
 };
 
 }  // namespace linearize::data
