@@ -1,15 +1,26 @@
 #pragma once
-// Umbrella header: everything linearize offers. Include single headers to compile less.
+// Umbrella header: everything linearize offers, lowest layer first. Include single headers to
+// compile less.
+
+// support: errors, files, seeds, start-up settings
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/runtime.hpp>
+#include <linearize/support/seed.hpp>
 
+// core: the ReLU slot and everything about masks
 #include <linearize/core/granularity.hpp>
 #include <linearize/core/kernels.hpp>
 #include <linearize/core/mask_set.hpp>
-#include <linearize/core/relu_slot.hpp>
 #include <linearize/core/network.hpp>
-#include <linearize/support/seed.hpp>
+#include <linearize/core/relu_slot.hpp>
+
+// models, data, private-inference cost, files
+#include <linearize/models/layers.hpp>
+#include <linearize/models/mobilenet_v1.hpp>
+#include <linearize/models/registry.hpp>
+#include <linearize/models/resnet18_in.hpp>
+#include <linearize/models/wide_resnet.hpp>
 
 #include <linearize/data/augment.hpp>
 #include <linearize/data/cifar.hpp>
@@ -18,14 +29,8 @@
 #include <linearize/data/fashion_mnist.hpp>
 #include <linearize/data/jpeg.hpp>
 #include <linearize/data/loader.hpp>
-
-#include <linearize/models/layers.hpp>
-#include <linearize/models/mobilenet_v1.hpp>
-#include <linearize/models/registry.hpp>
-#include <linearize/models/resnet18_in.hpp>
-#include <linearize/models/wide_resnet.hpp>
-
-#include <linearize/io/torch_export.hpp>
+#include <linearize/data/registry.hpp>
+#include <linearize/data/tiny_imagenet.hpp>
 
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pi/cost_report.hpp>
@@ -33,7 +38,10 @@
 
 #include <linearize/io/results.hpp>
 #include <linearize/io/svg_plot.hpp>
+#include <linearize/io/torch_export.hpp>
 
+// train: trainer, evaluation, losses, checkpoints
+#include <linearize/train/batchnorm.hpp>
 #include <linearize/train/checkpoint.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
@@ -44,5 +52,17 @@
 #include <linearize/train/progress.hpp>
 #include <linearize/train/trainer.hpp>
 
-#include <linearize/data/registry.hpp>
-#include <linearize/data/tiny_imagenet.hpp>
+// policies and their composition
+#include <linearize/finetune/distill.hpp>
+#include <linearize/relax/hard_threshold.hpp>
+#include <linearize/relax/l1_mix.hpp>
+#include <linearize/relax/sigmoid_mask.hpp>
+#include <linearize/schedule/budget_tracking.hpp>
+#include <linearize/schedule/fixed_step.hpp>
+#include <linearize/schedule/lasso_growth.hpp>
+#include <linearize/select/magnitude.hpp>
+#include <linearize/select/top_k.hpp>
+
+#include <linearize/pipeline/budget.hpp>
+#include <linearize/pipeline/chain.hpp>
+#include <linearize/pipeline/pipeline.hpp>

@@ -8,7 +8,7 @@
 
 namespace linearize {
 
-using scalars = std::map<std::string, double>;
+using scalars = std::map<std::string, double>;  // the same type as train::scalars
 
 struct search_progress {
   int64_t epoch = 0;            ///< 0-based epoch (finished, in after_epoch)
