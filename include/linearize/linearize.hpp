@@ -66,3 +66,7 @@
 #include <linearize/pipeline/budget.hpp>
 #include <linearize/pipeline/chain.hpp>
 #include <linearize/pipeline/pipeline.hpp>
+#include <linearize/pipeline/mask_search.hpp>
+#include <linearize/pipeline/run.hpp>
+#include <linearize/pipeline/run_types.hpp>
+#include <linearize/pipeline/stage_context.hpp>

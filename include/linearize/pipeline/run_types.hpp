@@ -1,0 +1,89 @@
+#pragma once
+// What run() takes besides the method, the network and the budget (the data and the settings
+// shared by all stages), and what it returns: the binary mask, the counts, the accuracies before
+// and after finetuning, and one history row per epoch of every phase.
+#include <linearize/core/mask_set.hpp>
+#include <linearize/data/augment.hpp>
+#include <linearize/data/dataset.hpp>
+#include <linearize/train/optimizer.hpp>
+#include <linearize/train/progress.hpp>
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace linearize {
+
+/// The three disjoint parts of the data a run uses.
+struct run_data {
+  data::image_dataset train;     ///< mask search and finetuning
+  data::image_dataset held_out;  ///< model selection and candidate scoring (part of the training set)
+  data::image_dataset test;      ///< reported accuracies only; never used for a decision
+};
+
+struct run_options {
+  /// Checkpoints of every phase go here, so that a killed run resumes where it stopped when
+  /// run() is called again with the same arguments. Empty: no checkpoints.
+  std::filesystem::path work_dir{};
+  uint64_t seed = 0;
+  int64_t batch_size = 128;
+  data::augmentation augment{};
+  /// The mask search's optimizer over weights and masks (SNL: Adam, lr 1e-3, no weight decay).
+  train::optimizer_config search_optimizer = train::mask_search_adam;
+  double search_kd_temperature = 4;  ///< SNL distils from the original network while searching
+  double search_kd_weight = 1;
+  int64_t eval_batch_size = 512;
+  int64_t checkpoint_every = 200;    ///< steps between checkpoints within an epoch
+  train::progress_options progress{};
+};
+
+/// One epoch of one phase (search or finetune) of one stage.
+struct history_row {
+  size_t stage = 0;
+  std::string phase;             ///< "search", "finetune", or a selection rule's own phases
+  int64_t epoch = 0;             ///< 0-based, within the phase
+  double penalty_weight = NAN;   ///< lambda at the epoch's end (search phases)
+  int64_t relu_count = 0;        ///< ReLUs counted at the epoch's end
+  double loss = NAN;             ///< mean training loss
+  double train_accuracy = NAN;   ///< top-1 on the training batches, in [0, 1]
+  double held_out_accuracy = NAN;
+  double seconds = NAN;
+};
+
+struct stage_report {
+  std::string name;
+  int64_t budget = 0;
+  int64_t relu_count_before = 0;     ///< when the stage began
+  int64_t relu_count = 0;            ///< after its selection
+  bool budget_met = false;           ///< relu_count <= budget
+  double test_accuracy_selected = NAN;      ///< right after binarization, before anything else
+  double test_accuracy_recalibrated = NAN;  ///< after BatchNorm re-estimation (if done)
+  double test_accuracy_finetuned = NAN;     ///< after finetuning
+  double held_out_accuracy_finetuned = NAN;
+  int64_t search_epochs = 0;
+  int64_t finetune_epochs = 0;
+  int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
+  double seconds = 0;
+};
+
+struct run_result {
+  std::string method;
+  double baseline_test_accuracy = NAN;   ///< the network as given, before any stage
+  int64_t total_relus = 0;
+  int64_t budget = 0;
+  torch::Tensor mask;                    ///< flat bool over all mask entries (MaskSet order)
+  int64_t relu_count = 0;
+  std::vector<relu_tally> per_slot;
+  double test_accuracy_before_finetune = NAN;  ///< last stage, right after its binarization
+  double test_accuracy_after_finetune = NAN;   ///< last stage
+  std::vector<stage_report> stages;
+  std::vector<history_row> history;
+  int64_t images_forwarded = 0;
+  double seconds = 0;
+};
+
+}  // namespace linearize

@@ -1,0 +1,141 @@
+// SNL end to end on a tiny network and synthetic data: the pipeline's run() with mask search,
+// selection, binarization and finetuning.
+#include "test_support.hpp"
+#include "train_fixtures.hpp"
+
+#include <linearize/pipeline/run.hpp>
+#include <linearize/relax/l1_mix.hpp>
+#include <linearize/schedule/budget_tracking.hpp>
+#include <linearize/select/magnitude.hpp>
+#include <linearize/select/top_k.hpp>
+
+using namespace linearize;
+using linearize::testing::close;
+using linearize::testing::expect_error;
+using linearize::testing::stripes;
+using linearize::testing::tiny_conv;
+
+namespace {
+
+run_data tiny_data() {
+  return {.train = stripes(192, 1), .held_out = stripes(48, 2), .test = stripes(96, 3)};
+}
+
+run_options quick_options() {
+  run_options o;
+  o.batch_size = 32;
+  // A fast mask optimizer: with SNL's lr of 1e-3 a mask entry needs ~1000 steps to fall from
+  // 1 to the 0.01 threshold, more than this tiny data set has.
+  o.search_optimizer = train::adam{.lr = 0.05};
+  o.progress.mode = train::progress_mode::silent;
+  return o;
+}
+
+constexpr auto tracking = schedule::budget_tracking{.epochs = 8, .lambda0 = 1e-3, .check_every = 2};
+
+}  // namespace
+
+TEST_CASE("SNL: the count falls and stops at or below the budget; one history row per epoch",
+          "[snl]") {
+  auto net = tiny_conv(11, 4, 0.0);
+  const auto snl = pipeline(relax::l1_mix{}, tracking, select::magnitude{},
+                            finetune::distill{.epochs = 2});
+  const auto result = run(snl, net, net->copy(), tiny_data(), budget(40), quick_options());
+  REQUIRE(result.stages.size() == 1);
+  const auto& stage = result.stages[0];
+  CHECK(result.total_relus == 144);
+  CHECK(result.relu_count <= 40);
+  CHECK(stage.budget_met);
+  CHECK(result.relu_count == MaskSet(*net).relu_count());
+  CHECK(MaskSet(*net)[0].is_hard());
+  int64_t search_rows = 0, finetune_rows = 0, first = -1, last = -1;
+  for (const auto& row : result.history) {
+    if (row.phase == "search") {
+      if (first < 0) first = row.relu_count;
+      last = row.relu_count;
+      ++search_rows;
+      CHECK(row.penalty_weight > 0);
+    }
+    if (row.phase == "finetune") ++finetune_rows;
+  }
+  CHECK(search_rows == stage.search_epochs);
+  CHECK(search_rows >= 1);
+  CHECK(finetune_rows == 2);
+  CHECK(last <= 40);
+  CHECK(last < 144);
+  CHECK(std::isfinite(result.test_accuracy_before_finetune));
+  CHECK(std::isfinite(result.test_accuracy_after_finetune));
+  CHECK(result.images_forwarded > 0);
+}
+
+TEST_CASE("SNL with top_k hits the budget exactly; the same seed gives the same mask", "[snl]") {
+  const auto method = pipeline(relax::l1_mix{}, tracking, select::top_k{}, finetune::distill{.epochs = 0});
+  auto a = tiny_conv(12, 4, 0.0), b = tiny_conv(12, 4, 0.0);
+  const auto ra = run(method, a, a->copy(), tiny_data(), budget(37), quick_options());
+  const auto rb = run(method, b, b->copy(), tiny_data(), budget(37), quick_options());
+  CHECK(ra.relu_count == 37);
+  CHECK(torch::equal(ra.mask, rb.mask));
+  auto other = quick_options();
+  other.seed = 99;
+  auto c = tiny_conv(12, 4, 0.0);
+  const auto rc = run(method, c, c->copy(), tiny_data(), budget(37), other);
+  CHECK(rc.relu_count == 37);
+}
+
+TEST_CASE("A budget of all ReLUs leaves the network unchanged", "[snl]") {
+  auto net = tiny_conv(13, 4, 0.0);
+  auto before = net->copy();
+  const auto snl = pipeline(relax::l1_mix{}, tracking, select::magnitude{});
+  const auto result = run(snl, net, net->copy(), tiny_data(), budget(144), quick_options());
+  CHECK(result.relu_count == 144);
+  CHECK(result.history.empty());
+  net->eval();
+  before->eval();
+  const auto x = torch::randn({5, 1, 6, 6});
+  CHECK(torch::equal(net->forward(x), before->forward(x)));
+}
+
+TEST_CASE("Binarized network: count as reported, output equal to the soft network's where gates "
+          "are exactly 0 or 1", "[snl]") {
+  auto net = tiny_conv(14, 4, 0.0);
+  net->eval();
+  const MaskSet masks(*net);
+  {
+    torch::NoGradGuard no_grad;
+    masks[0].mask().copy_(torch::randint(0, 2, masks[0].mask().sizes()).to(torch::kFloat));
+  }
+  const auto x = torch::randn({7, 1, 6, 6});
+  const auto soft = net->forward(x);
+  const auto soft_count = masks.relu_count();
+  masks.harden(masks.binary());
+  CHECK(masks[0].is_hard());
+  CHECK(masks.relu_count() == soft_count);
+  CHECK(close(net->forward(x), soft));
+}
+
+TEST_CASE("run() rejects bad budgets and a teacher that is the student", "[snl]") {
+  auto net = tiny_conv(15, 4, 0.0);
+  const auto method = pipeline(select::top_k{});
+  expect_error([&] { (void)run(method, net, net->copy(), tiny_data(), budget(0), quick_options()); },
+               "budget of 0 ReLUs out of range: expected 1 to 144");
+  expect_error([&] { (void)run(method, net, net->copy(), tiny_data(), budget(145), quick_options()); },
+               "budget of 145 ReLUs out of range");
+  expect_error([&] { (void)run(method, net, net, tiny_data(), budget(10), quick_options()); },
+               "the teacher is the network being linearized");
+}
+
+TEST_CASE("run() resumes from its work directory to the same result", "[snl]") {
+  linearize::testing::temp_dir dir("snl_resume");
+  auto opts = quick_options();
+  opts.work_dir = dir.path;
+  const auto method = pipeline(relax::l1_mix{}, tracking, select::top_k{}, finetune::distill{.epochs = 1});
+  auto a = tiny_conv(16, 4, 0.0);
+  const auto first = run(method, a, a->copy(), tiny_data(), budget(50), opts);
+  CHECK(std::filesystem::exists(dir / "stage0_search.ckpt"));
+  CHECK(std::filesystem::exists(dir / "stage0_finetune.ckpt"));
+  // A second call finds every phase finished and rebuilds the same network from the files.
+  auto b = tiny_conv(16, 4, 0.0);
+  const auto again = run(method, b, b->copy(), tiny_data(), budget(50), opts);
+  CHECK(torch::equal(first.mask, again.mask));
+  CHECK(linearize::testing::same_state(*a, *b));
+}
