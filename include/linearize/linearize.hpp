@@ -60,7 +60,11 @@
 #include <linearize/schedule/budget_tracking.hpp>
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
+#include <linearize/schedule/stagewise.hpp>
+#include <linearize/select/deepreduce_plan.hpp>
+#include <linearize/select/deepreduce_reshape.hpp>
 #include <linearize/select/magnitude.hpp>
+#include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 
 #include <linearize/pipeline/budget.hpp>

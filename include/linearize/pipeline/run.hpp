@@ -31,6 +31,18 @@ namespace linearize {
 
 namespace detail {
 
+// A selection rule that works in steps (DeepReDuce, coordinate descent) names the scheduler it
+// needs as `default_scheduler` and gets the stage's scheduler, or that default, as well.
+template <class Stage, class Context>
+torch::Tensor select_mask(const Stage& stage, Context& ctx) {
+  const auto selection = stage.selection();
+  using S = decltype(selection);
+  if constexpr (requires { typename S::default_scheduler; })
+    return selection.select(ctx, stage.scheduler_or(typename S::default_scheduler{}));
+  else
+    return selection.select(ctx);
+}
+
 template <class Stage>
 void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network& teacher,
                const run_data& data, const run_options& options, int64_t budget_count,
@@ -78,7 +90,7 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
     ctx.scores = ctx.masks.values();
   }
 
-  const torch::Tensor binary = stage.selection().select(ctx);
+  const torch::Tensor binary = select_mask(stage, ctx);
   require(binary.dim() == 1 && binary.numel() == ctx.masks.entries(), "selection '",
           stage.selection().name(), "' returned a mask of shape ", binary.sizes(), "; expected [",
           ctx.masks.entries(), "]");

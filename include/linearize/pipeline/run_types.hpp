@@ -54,6 +54,26 @@ struct history_row {
   double seconds = NAN;
 };
 
+/// How much one group of ReLUs matters to accuracy (DeepReDuce's stage criticality): the
+/// network keeping only this group's ReLUs, measured on held-out data.
+struct criticality_row {
+  std::string name{};     ///< the stage
+  int64_t relus = 0;      ///< ReLUs the stage holds (the only ones kept while measuring)
+  double accuracy = NAN;  ///< held-out top-1 with only this stage's ReLUs (NaN: not measured)
+  double score = NAN;     ///< the ranking criterion (by default accuracy per ReLU)
+  size_t rank = 0;        ///< 0 = least critical, removed first
+};
+
+/// One step of a selection rule that works in steps (DeepReDuce's culling and thinning steps).
+struct step_report {
+  std::string name{};                     ///< e.g. "cull stem, layer1"
+  int64_t relu_count = 0;                 ///< after the step
+  double test_accuracy_selected = NAN;    ///< right after the step's mask is applied
+  double test_accuracy_finetuned = NAN;   ///< after the step's distillation
+  double held_out_accuracy_finetuned = NAN;
+  int64_t finetune_epochs = 0;
+};
+
 struct stage_report {
   std::string name;
   int64_t budget = 0;
@@ -68,6 +88,10 @@ struct stage_report {
   int64_t finetune_epochs = 0;
   int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
   double seconds = 0;
+  // Filled by selection rules that have them (DeepReDuce: stage_criticality):
+  std::vector<criticality_row> criticality{};  ///< in network order
+  std::string plan{};                          ///< the plan, as reported before it ran
+  std::vector<step_report> steps{};
 };
 
 struct run_result {
