@@ -392,3 +392,23 @@ TEST_CASE("DeepReDuce measured end to end: deterministic; unreachable budgets fa
   REQUIRE(rd.stages[0].steps.size() == 3);
   CHECK(rd.stages[0].steps[0].finetune_epochs == 2);
 }
+
+TEST_CASE("DeepReDuce resumes from its work directory to the same result", "[deepreduce]") {
+  linearize::testing::temp_dir dir("deepreduce_resume");
+  auto opts = quiet();
+  opts.work_dir = dir.path;
+  const auto method = pipeline(select::stage_criticality{.mode = select::criticality_mode::finetune, .epochs = 1},
+                               schedule::stagewise{.step_epochs = 1}, finetune::distill{.epochs = 1});
+  auto a = staged_net(26);
+  const auto first = run(method, a, a->copy(), tiny_data(), budget(300), opts);
+  CHECK(std::filesystem::exists(dir / "stage0_criticality_a.ckpt"));
+  CHECK(std::filesystem::exists(dir / "stage0_step1.ckpt"));
+  auto b = staged_net(26);
+  const auto again = run(method, b, b->copy(), tiny_data(), budget(300), opts);
+  CHECK(torch::equal(first.mask, again.mask));
+  CHECK(linearize::testing::same_state(*a, *b));
+  REQUIRE(again.stages[0].criticality.size() == 3);
+  for (size_t i = 0; i < 3; ++i)
+    CHECK(again.stages[0].criticality[i].accuracy == first.stages[0].criticality[i].accuracy);
+  CHECK(again.stages[0].plan == first.stages[0].plan);
+}
