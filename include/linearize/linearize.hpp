@@ -60,7 +60,13 @@
 #include <linearize/schedule/budget_tracking.hpp>
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
+#include <linearize/select/block_proposal.hpp>
+#include <linearize/select/coordinate_block.hpp>
+#include <linearize/select/coordinate_report.hpp>
+#include <linearize/select/coordinate_state.hpp>
+#include <linearize/select/first_order.hpp>
 #include <linearize/select/magnitude.hpp>
+#include <linearize/select/scoring.hpp>
 #include <linearize/select/top_k.hpp>
 
 #include <linearize/pipeline/budget.hpp>
