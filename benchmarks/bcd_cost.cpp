@@ -49,7 +49,7 @@ namespace {
 struct settings {
   int64_t train = 6000, held_out = 2000, test = 10000;
   int64_t width = 4;
-  int64_t baseline_epochs = 6;
+  int64_t baseline_epochs = 8;
   int64_t start = 6000;         ///< ReLUs of the starting mask
   int64_t start_epochs = 2;
   int64_t target = 3000;
@@ -61,7 +61,7 @@ struct settings {
   int64_t scoring_size = 0;     ///< held-out scoring set of the non-prototype variants (0: all)
   std::string variants = "prototype,held-out,early,ours";
   uint64_t seed = 0;
-  fs::path work = "bcd_cost_work";
+  fs::path work = "runs/bcd_cost";
 };
 
 [[noreturn]] void usage(const std::string& why) {

@@ -15,7 +15,7 @@
 //   --epochs E: finetune epochs, in the search and after it [20]   --final-epochs E [--epochs]
 //   --scoring-size N [0: all held-out]   --proposals first_order | uniform [first_order]
 //   --early-rejection on | off [on]   --finetune-every-iteration on | off [off]
-//   --work-dir DIR: checkpoints; run again to resume [bcd_work]   --seed S [0]
+//   --work-dir DIR: checkpoints; run again to resume [runs/bcd]   --seed S [0]
 //   --out-mask FILE [bcd.mask]
 #include <linearize/linearize.hpp>
 
@@ -119,7 +119,7 @@ int run_example(int argc, char** argv) {
       .finetune_every_iteration = args.flag("finetune-every-iteration", false)};
   policy.rejection.enabled = args.flag("early-rejection", true);
   run_options options;
-  options.work_dir = args.text("work-dir", "bcd_work");
+  options.work_dir = args.text("work-dir", "runs/bcd");
   options.seed = static_cast<uint64_t>(args.integer("seed", 0));
   const fs::path out_mask = args.text("out-mask", "bcd.mask");
   args.done();

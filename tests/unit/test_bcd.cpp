@@ -256,7 +256,8 @@ TEST_CASE("coordinate descent runs exactly T = ceil((B_ref - B_target) / DRC) it
     for (auto prop : {select::proposal::uniform, select::proposal::first_order}) {
       INFO("budget " << s.budget << ", drc " << s.drc << ", " << select::to_string(prop));
       auto net = trained_tiny(31);
-      const auto method = pipeline(coordinate_block{.tries = 3, .adt = 1.0, .proposals = prop},
+      const auto method = pipeline(coordinate_block{.tries = 3, .adt = 1.0, .proposals = prop,
+                                                    .gradient_samples = 64},
                                    schedule::fixed_step{.drc = s.drc}, no_finetune);
       const auto result = run(method, net, net->copy(), tiny_data(), budget(s.budget), quick_options());
       const int64_t T = (144 - s.budget + s.drc - 1) / s.drc;
@@ -283,8 +284,8 @@ TEST_CASE("coordinate descent runs exactly T = ceil((B_ref - B_target) / DRC) it
 TEST_CASE("coordinate descent: a dropped ReLU never returns; a killed search resumes to the "
           "uninterrupted search's mask and weights", "[bcd]") {
   const auto method = [](int64_t stop) {
-    return pipeline(coordinate_block{.tries = 4, .adt = 0.5, .finetune_epochs = 1,
-                                     .stop_after_iterations = stop},
+    return pipeline(coordinate_block{.tries = 4, .adt = 0.5, .gradient_samples = 64,
+                                     .finetune_epochs = 1, .stop_after_iterations = stop},
                     schedule::fixed_step{.drc = 10}, finetune::distill{.epochs = 1});
   };
   auto reference_net = trained_tiny(41);
@@ -328,7 +329,8 @@ TEST_CASE("coordinate descent: a dropped ReLU never returns; a killed search res
 TEST_CASE("coordinate descent: a kill inside a finetune resumes that finetune to the same result",
           "[bcd]") {
   const auto method = [](int throw_on_call) {
-    return pipeline(coordinate_block{.tries = 3, .adt = 0.5, .finetune_every_iteration = true},
+    return pipeline(coordinate_block{.tries = 3, .adt = 0.5, .gradient_samples = 64,
+                                     .finetune_every_iteration = true},
                     schedule::fixed_step{.drc = 20},
                     throwing_finetune{.epochs = 1, .throw_on_call = throw_on_call});
   };
@@ -364,28 +366,28 @@ TEST_CASE("coordinate descent: finetunes follow failed iterations (or every one)
     return std::make_pair(coordinate_report::of(r.stages.at(0)), net);
   };
   {  // Every candidate passes: the first try, never a finetune.
-    const auto [rep, net] = search({.tries = 5, .adt = 100.0});
+    const auto [rep, net] = search({.tries = 5, .adt = 100.0, .gradient_samples = 64});
     CHECK(rep.iterations == 5);
     CHECK(rep.tries == 5);
     CHECK(rep.accepted == 5);
     CHECK(rep.finetunes == 0);
   }
   {  // Nothing can pass a threshold of 0 unless it improves: finetunes after each fallback.
-    const auto [rep, net] = search({.tries = 2, .adt = 0.0, .finetune_epochs = 1});
+    const auto [rep, net] = search({.tries = 2, .adt = 0.0, .gradient_samples = 64, .finetune_epochs = 1});
     CHECK(rep.fallbacks > 0);
     CHECK(rep.finetunes == rep.fallbacks);
     CHECK(rep.tries >= 2 * rep.fallbacks + rep.accepted);
     CHECK(rep.tries <= 2 * rep.iterations);
   }
   {  // Finetune after every iteration; the reference is the finetuned network's accuracy.
-    const auto [rep, net] = search({.tries = 2, .adt = 100.0, .finetune_epochs = 1,
+    const auto [rep, net] = search({.tries = 2, .adt = 100.0, .gradient_samples = 64, .finetune_epochs = 1,
                                     .finetune_every_iteration = true});
     CHECK(rep.finetunes == 5);
     CHECK(rep.reference_accuracy == Approx(train::evaluate(*net, data.held_out).top1).margin(1e-12));
   }
   {  // The prototype's stale reference: the accuracy of the network the search started from.
     const double start = train::evaluate(*trained_tiny(51), data.held_out).top1;
-    const auto [rep, net] = search({.tries = 2, .adt = 100.0, .finetune_epochs = 1,
+    const auto [rep, net] = search({.tries = 2, .adt = 100.0, .gradient_samples = 64, .finetune_epochs = 1,
                                     .finetune_every_iteration = true, .remeasure_reference = false});
     CHECK(rep.finetunes == 5);
     CHECK(rep.reference_accuracy == Approx(start).margin(1e-12));
@@ -461,7 +463,8 @@ TEST_CASE("coordinate descent works on a loaded mask, is seeded, and chains afte
   const auto snl = pipeline(relax::l1_mix{},
                             schedule::budget_tracking{.epochs = 8, .lambda0 = 1e-3, .check_every = 2},
                             select::magnitude{}, finetune::distill{.epochs = 1});
-  const auto bcd = pipeline(coordinate_block{.tries = 3, .adt = 0.5}, schedule::fixed_step{.drc = 7},
+  const auto bcd = pipeline(coordinate_block{.tries = 3, .adt = 0.5, .gradient_samples = 64},
+                            schedule::fixed_step{.drc = 7},
                             no_finetune);
   auto opts = quick_options();
   opts.stage_budgets = {budget(80)};
