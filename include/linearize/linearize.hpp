@@ -4,6 +4,7 @@
 
 // support: errors, files, seeds, start-up settings
 #include <linearize/support/atomic_file.hpp>
+#include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/support/seed.hpp>
