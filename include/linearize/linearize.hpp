@@ -71,3 +71,4 @@
 #include <linearize/pipeline/run.hpp>
 #include <linearize/pipeline/run_types.hpp>
 #include <linearize/pipeline/stage_context.hpp>
+#include <linearize/pipeline/report.hpp>

@@ -75,6 +75,15 @@ TEST_CASE("budgets resolve to counts and reject out-of-range values", "[pipeline
   expect_error([] { (void)budget::fraction(0).resolve(100); }, "budget fraction 0 out of range");
 }
 
+TEST_CASE("budgets parse as counts, percentages and fractions", "[pipeline]") {
+  CHECK(parse_budget("2880").resolve(96'000) == 2880);
+  CHECK(parse_budget("3%").resolve(96'000) == 2880);
+  CHECK(parse_budget("0.03").resolve(96'000) == 2880);
+  CHECK(parse_budget("100%").resolve(96'000) == 96'000);
+  for (const char* bad : {"", "abc", "3%%", "-5", "0", "1.5", "12x"})
+    expect_error([&] { (void)parse_budget(bad); }, "not understood");
+}
+
 TEST_CASE("relaxations: gates, penalties, kept entries", "[pipeline][relax]") {
   auto p = torch::tensor({-0.5f, 0.005f, 0.02f, 0.7f, 1.0f});
   relax::l1_mix l1;

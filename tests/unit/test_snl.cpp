@@ -3,6 +3,8 @@
 #include "test_support.hpp"
 #include "train_fixtures.hpp"
 
+#include <linearize/pi/cost_model.hpp>
+#include <linearize/pipeline/report.hpp>
 #include <linearize/pipeline/run.hpp>
 #include <linearize/relax/l1_mix.hpp>
 #include <linearize/schedule/budget_tracking.hpp>
@@ -138,4 +140,28 @@ TEST_CASE("run() resumes from its work directory to the same result", "[snl]") {
   const auto again = run(method, b, b->copy(), tiny_data(), budget(50), opts);
   CHECK(torch::equal(first.mask, again.mask));
   CHECK(linearize::testing::same_state(*a, *b));
+}
+
+TEST_CASE("A run's report and files: mask loads back, rows and history are written", "[snl]") {
+  linearize::testing::temp_dir dir("snl_report");
+  auto net = tiny_conv(17, 4, 0.0);
+  const auto method = pipeline(relax::l1_mix{}, tracking, select::top_k{}, finetune::distill{.epochs = 1});
+  const auto result = run(method, net, net->copy(), tiny_data(), budget(60), quick_options());
+  const MaskSet masks(*net);
+  std::ostringstream text;
+  report(text, result, masks, pi::delphi());
+  CHECK(text.str().find("ReLUs: 60 of 144") != std::string::npos);
+  save_outputs(dir.path, "snl", result, masks, pi::delphi());
+  auto other = tiny_conv(18, 4, 0.0);
+  const MaskSet loaded(*other);
+  loaded.load(dir / "mask");
+  CHECK(torch::equal(loaded.binary(), result.mask));
+  const auto rows = io::read_csv(dir / "result.csv");
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].relu_count == 60);
+  CHECK(rows[0].accuracy == Approx(100 * result.test_accuracy_after_finetune));
+  CHECK(rows[0].pi_latency_s == Approx(60 * 22.5e-6));
+  const auto history = read_file(dir / "history.csv");
+  CHECK(std::count(history.begin(), history.end(), '\n') == static_cast<long>(result.history.size() + 1));
+  CHECK(std::filesystem::file_size(dir / "relus_per_layer.svg") > 500);
 }
