@@ -62,6 +62,7 @@
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
 #include <linearize/select/magnitude.hpp>
+#include <linearize/select/random.hpp>
 #include <linearize/select/top_k.hpp>
 
 #include <linearize/pipeline/budget.hpp>

@@ -9,6 +9,7 @@
 #include <linearize/relax/l1_mix.hpp>
 #include <linearize/schedule/budget_tracking.hpp>
 #include <linearize/select/magnitude.hpp>
+#include <linearize/select/random.hpp>
 #include <linearize/select/top_k.hpp>
 
 using namespace linearize;
@@ -164,4 +165,20 @@ TEST_CASE("A run's report and files: mask loads back, rows and history are writt
   const auto history = read_file(dir / "history.csv");
   CHECK(std::count(history.begin(), history.end(), '\n') == static_cast<long>(result.history.size() + 1));
   CHECK(std::filesystem::file_size(dir / "relus_per_layer.svg") > 500);
+}
+
+TEST_CASE("Random selection keeps exactly the budget, only among active ReLUs, reproducibly",
+          "[snl]") {
+  const auto method = pipeline(select::random{}, finetune::distill{.epochs = 0});
+  auto a = tiny_conv(19, 4, 0.0), b = tiny_conv(19, 4, 0.0);
+  const MaskSet masks(*a);
+  auto half = torch::zeros({masks.entries()}, torch::kBool);
+  half.slice(0, 0, 72).fill_(true);
+  masks.harden(half);
+  MaskSet(*b).harden(half);
+  const auto ra = run(method, a, a->copy(), tiny_data(), budget(30), quick_options());
+  const auto rb = run(method, b, b->copy(), tiny_data(), budget(30), quick_options());
+  CHECK(ra.relu_count == 30);
+  CHECK(torch::equal(ra.mask, rb.mask));
+  CHECK(ra.mask.slice(0, 72).sum().item<int64_t>() == 0);  // removed ReLUs never return
 }
