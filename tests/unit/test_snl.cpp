@@ -6,7 +6,9 @@
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pipeline/report.hpp>
 #include <linearize/pipeline/run.hpp>
+#include <linearize/relax/hard_threshold.hpp>
 #include <linearize/relax/l1_mix.hpp>
+#include <linearize/relax/sigmoid_mask.hpp>
 #include <linearize/schedule/budget_tracking.hpp>
 #include <linearize/select/magnitude.hpp>
 #include <linearize/select/random.hpp>
@@ -181,4 +183,20 @@ TEST_CASE("Random selection keeps exactly the budget, only among active ReLUs, r
   CHECK(ra.relu_count == 30);
   CHECK(torch::equal(ra.mask, rb.mask));
   CHECK(ra.mask.slice(0, 72).sum().item<int64_t>() == 0);  // removed ReLUs never return
+}
+
+TEST_CASE("SNL with a faster mask step (l1_mix step_scale) and the other relaxations reach the "
+          "budget", "[snl]") {
+  auto opts = quick_options();
+  opts.search_optimizer = train::adam{.lr = 0.005};
+  const auto check = [&](auto relax) {
+    auto net = tiny_conv(20, 4, 0.0);
+    const auto method = pipeline(relax, tracking, select::top_k{}, finetune::distill{.epochs = 0});
+    const auto r = run(method, net, net->copy(), tiny_data(), budget(50), opts);
+    CHECK(r.relu_count == 50);
+    CHECK(r.stages[0].search_epochs >= 1);
+  };
+  check(relax::l1_mix{.step_scale = 10});
+  check(relax::sigmoid_mask{});
+  check(relax::hard_threshold{});
 }
