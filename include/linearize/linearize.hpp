@@ -37,11 +37,13 @@
 #include <linearize/pi/cost_report.hpp>
 #include <linearize/pi/mac_count.hpp>
 
+#include <linearize/io/flat_json.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/io/torch_export.hpp>
 
 // train: trainer, evaluation, losses, checkpoints
+#include <linearize/train/baseline.hpp>
 #include <linearize/train/batchnorm.hpp>
 #include <linearize/train/checkpoint.hpp>
 #include <linearize/train/device.hpp>
