@@ -4,6 +4,7 @@
 
 // support: errors, files, seeds, start-up settings
 #include <linearize/support/atomic_file.hpp>
+#include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/support/seed.hpp>
@@ -36,11 +37,13 @@
 #include <linearize/pi/cost_report.hpp>
 #include <linearize/pi/mac_count.hpp>
 
+#include <linearize/io/flat_json.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/io/torch_export.hpp>
 
 // train: trainer, evaluation, losses, checkpoints
+#include <linearize/train/baseline.hpp>
 #include <linearize/train/batchnorm.hpp>
 #include <linearize/train/checkpoint.hpp>
 #include <linearize/train/device.hpp>
@@ -61,9 +64,16 @@
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
 #include <linearize/schedule/stagewise.hpp>
+#include <linearize/select/block_proposal.hpp>
+#include <linearize/select/coordinate_block.hpp>
+#include <linearize/select/coordinate_report.hpp>
+#include <linearize/select/coordinate_state.hpp>
 #include <linearize/select/deepreduce_plan.hpp>
 #include <linearize/select/deepreduce_reshape.hpp>
+#include <linearize/select/first_order.hpp>
 #include <linearize/select/magnitude.hpp>
+#include <linearize/select/random.hpp>
+#include <linearize/select/scoring.hpp>
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 
@@ -74,3 +84,4 @@
 #include <linearize/pipeline/run.hpp>
 #include <linearize/pipeline/run_types.hpp>
 #include <linearize/pipeline/stage_context.hpp>
+#include <linearize/pipeline/report.hpp>

@@ -75,6 +75,15 @@ TEST_CASE("budgets resolve to counts and reject out-of-range values", "[pipeline
   expect_error([] { (void)budget::fraction(0).resolve(100); }, "budget fraction 0 out of range");
 }
 
+TEST_CASE("budgets parse as counts, percentages and fractions", "[pipeline]") {
+  CHECK(parse_budget("2880").resolve(96'000) == 2880);
+  CHECK(parse_budget("3%").resolve(96'000) == 2880);
+  CHECK(parse_budget("0.03").resolve(96'000) == 2880);
+  CHECK(parse_budget("100%").resolve(96'000) == 96'000);
+  for (const char* bad : {"", "abc", "3%%", "-5", "0", "1.5", "12x"})
+    expect_error([&] { (void)parse_budget(bad); }, "not understood");
+}
+
 TEST_CASE("relaxations: gates, penalties, kept entries", "[pipeline][relax]") {
   auto p = torch::tensor({-0.5f, 0.005f, 0.02f, 0.7f, 1.0f});
   relax::l1_mix l1;
@@ -82,12 +91,20 @@ TEST_CASE("relaxations: gates, penalties, kept entries", "[pipeline][relax]") {
   CHECK(close(l1.penalty(p), p.abs()));
   CHECK(torch::equal(l1.kept(p), torch::tensor({false, false, true, true, true})));
 
+  relax::l1_mix fast{.step_scale = 10};
+  const auto theta = fast.from_binary(torch::tensor({true, false}));
+  CHECK(close(theta, torch::tensor({0.1f, 0.0f})));
+  CHECK(close(fast.gate(theta), torch::tensor({1.0f, 0.0f})));
+  CHECK(fast.kept(theta)[0].item<bool>());
+  CHECK_FALSE(fast.gate_is_parameter());
+  CHECK(l1.gate_is_parameter());
+
   relax::sigmoid_mask sg{.temperature = 0.5};
   CHECK(close(sg.gate(torch::zeros({1})), torch::full({1}, 0.5)));
-  auto theta = sg.from_binary(torch::tensor({true, false}));
-  CHECK(sg.kept(theta)[0].item<bool>());
-  CHECK_FALSE(sg.kept(theta)[1].item<bool>());
-  CHECK(sg.gate(theta)[0].item<double>() > 0.99);
+  const auto st = sg.from_binary(torch::tensor({true, false}));
+  CHECK(sg.kept(st)[0].item<bool>());
+  CHECK_FALSE(sg.kept(st)[1].item<bool>());
+  CHECK(sg.gate(st)[0].item<double>() > 0.99);
 
   relax::hard_threshold ht;
   auto t = torch::tensor({0.2f, 0.8f}, torch::requires_grad());

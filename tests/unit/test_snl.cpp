@@ -3,10 +3,15 @@
 #include "test_support.hpp"
 #include "train_fixtures.hpp"
 
+#include <linearize/pi/cost_model.hpp>
+#include <linearize/pipeline/report.hpp>
 #include <linearize/pipeline/run.hpp>
+#include <linearize/relax/hard_threshold.hpp>
 #include <linearize/relax/l1_mix.hpp>
+#include <linearize/relax/sigmoid_mask.hpp>
 #include <linearize/schedule/budget_tracking.hpp>
 #include <linearize/select/magnitude.hpp>
+#include <linearize/select/random.hpp>
 #include <linearize/select/top_k.hpp>
 
 using namespace linearize;
@@ -138,4 +143,60 @@ TEST_CASE("run() resumes from its work directory to the same result", "[snl]") {
   const auto again = run(method, b, b->copy(), tiny_data(), budget(50), opts);
   CHECK(torch::equal(first.mask, again.mask));
   CHECK(linearize::testing::same_state(*a, *b));
+}
+
+TEST_CASE("A run's report and files: mask loads back, rows and history are written", "[snl]") {
+  linearize::testing::temp_dir dir("snl_report");
+  auto net = tiny_conv(17, 4, 0.0);
+  const auto method = pipeline(relax::l1_mix{}, tracking, select::top_k{}, finetune::distill{.epochs = 1});
+  const auto result = run(method, net, net->copy(), tiny_data(), budget(60), quick_options());
+  const MaskSet masks(*net);
+  std::ostringstream text;
+  report(text, result, masks, pi::delphi());
+  CHECK(text.str().find("ReLUs: 60 of 144") != std::string::npos);
+  save_outputs(dir.path, "snl", result, masks, pi::delphi());
+  auto other = tiny_conv(18, 4, 0.0);
+  const MaskSet loaded(*other);
+  loaded.load(dir / "mask");
+  CHECK(torch::equal(loaded.binary(), result.mask));
+  const auto rows = io::read_csv(dir / "result.csv");
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].relu_count == 60);
+  CHECK(rows[0].accuracy == Approx(100 * result.test_accuracy_after_finetune));
+  CHECK(rows[0].pi_latency_s == Approx(60 * 22.5e-6));
+  const auto history = read_file(dir / "history.csv");
+  CHECK(std::count(history.begin(), history.end(), '\n') == static_cast<long>(result.history.size() + 1));
+  CHECK(std::filesystem::file_size(dir / "relus_per_layer.svg") > 500);
+}
+
+TEST_CASE("Random selection keeps exactly the budget, only among active ReLUs, reproducibly",
+          "[snl]") {
+  const auto method = pipeline(select::random{}, finetune::distill{.epochs = 0});
+  auto a = tiny_conv(19, 4, 0.0), b = tiny_conv(19, 4, 0.0);
+  const MaskSet masks(*a);
+  auto half = torch::zeros({masks.entries()}, torch::kBool);
+  half.slice(0, 0, 72).fill_(true);
+  masks.harden(half);
+  MaskSet(*b).harden(half);
+  const auto ra = run(method, a, a->copy(), tiny_data(), budget(30), quick_options());
+  const auto rb = run(method, b, b->copy(), tiny_data(), budget(30), quick_options());
+  CHECK(ra.relu_count == 30);
+  CHECK(torch::equal(ra.mask, rb.mask));
+  CHECK(ra.mask.slice(0, 72).sum().item<int64_t>() == 0);  // removed ReLUs never return
+}
+
+TEST_CASE("SNL with a faster mask step (l1_mix step_scale) and the other relaxations reach the "
+          "budget", "[snl]") {
+  auto opts = quick_options();
+  opts.search_optimizer = train::adam{.lr = 0.005};
+  const auto check = [&](auto relax) {
+    auto net = tiny_conv(20, 4, 0.0);
+    const auto method = pipeline(relax, tracking, select::top_k{}, finetune::distill{.epochs = 0});
+    const auto r = run(method, net, net->copy(), tiny_data(), budget(50), opts);
+    CHECK(r.relu_count == 50);
+    CHECK(r.stages[0].search_epochs >= 1);
+  };
+  check(relax::l1_mix{.step_scale = 10});
+  check(relax::sigmoid_mask{});
+  check(relax::hard_threshold{});
 }

@@ -5,6 +5,7 @@
 // the whole network as one tensor, which can be saved, loaded and applied.
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/support/atomic_file.hpp>
+#include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
@@ -233,11 +234,7 @@ class MaskSet {
       p[i] = (static_cast<unsigned char>(bits[static_cast<size_t>(i / 8)]) >> (i % 8)) & 1u;
     return out;
   }
-  static unsigned long long checksum(const std::string& bytes) {  // FNV-1a, 64 bit
-    unsigned long long h = 1469598103934665603ull;
-    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-    return h;
-  }
+  static unsigned long long checksum(const std::string& bytes) { return fnv1a(bytes); }
 
   std::vector<std::shared_ptr<ReluSlotImpl>> slots_;
   std::vector<std::string> names_;

@@ -66,6 +66,20 @@ inline void copy_state(const torch::nn::Module& from, torch::nn::Module& to) {
   }
 }
 
+/// For networks built from an options value (`Derived(options)`): copy() rebuilds the network
+/// from the same options and copies its state and train/eval mode.
+template <class Derived>
+class NetworkFromOptions : public NetworkImpl {
+ public:
+  [[nodiscard]] std::shared_ptr<NetworkImpl> copy() const override {
+    const auto& self = static_cast<const Derived&>(*this);
+    auto out = std::make_shared<Derived>(self.options);
+    copy_state(self, *out);
+    out->train(self.is_training());
+    return out;
+  }
+};
+
 /// Freezes a network for use as a teacher: eval mode, no gradients.
 inline void freeze(NetworkImpl& net) {
   net.eval();

@@ -63,7 +63,7 @@ class SeparableBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SeparableBlock);
 
-class MobileNetV1Impl : public NetworkImpl {
+class MobileNetV1Impl : public NetworkFromOptions<MobileNetV1Impl> {
  public:
   static constexpr const char* model_name = "mobilenet_v1";
 
@@ -103,12 +103,6 @@ class MobileNetV1Impl : public NetworkImpl {
     return linear(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
   }
 
-  [[nodiscard]] std::shared_ptr<NetworkImpl> copy() const override {
-    auto out = std::make_shared<MobileNetV1Impl>(options);
-    copy_state(*this, *out);
-    out->train(is_training());
-    return out;
-  }
 
   [[nodiscard]] std::string describe() const override {
     std::ostringstream out;

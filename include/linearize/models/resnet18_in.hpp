@@ -65,7 +65,7 @@ class BasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BasicBlock);
 
-class ResNet18InImpl : public NetworkImpl {
+class ResNet18InImpl : public NetworkFromOptions<ResNet18InImpl> {
  public:
   static constexpr const char* model_name = "resnet18_in";
 
@@ -107,12 +107,6 @@ class ResNet18InImpl : public NetworkImpl {
     return linear(x);
   }
 
-  [[nodiscard]] std::shared_ptr<NetworkImpl> copy() const override {
-    auto out = std::make_shared<ResNet18InImpl>(options);
-    copy_state(*this, *out);
-    out->train(is_training());
-    return out;
-  }
 
   [[nodiscard]] std::string describe() const override {
     std::ostringstream out;

@@ -71,7 +71,7 @@ class WideGroupImpl : public torch::nn::Module {
 };
 TORCH_MODULE(WideGroup);
 
-class WideResNetImpl : public NetworkImpl {
+class WideResNetImpl : public NetworkFromOptions<WideResNetImpl> {
  public:
   static constexpr const char* model_name = "wide_resnet";
 
@@ -113,12 +113,6 @@ class WideResNetImpl : public NetworkImpl {
     return fc(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
   }
 
-  [[nodiscard]] std::shared_ptr<NetworkImpl> copy() const override {
-    auto out = std::make_shared<WideResNetImpl>(options);
-    copy_state(*this, *out);
-    out->train(is_training());
-    return out;
-  }
 
   [[nodiscard]] std::string describe() const override {
     std::ostringstream out;

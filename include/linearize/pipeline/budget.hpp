@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <charconv>
 #include <string>
+#include <string_view>
 
 namespace linearize {
 
@@ -40,5 +42,26 @@ class budget {
   int64_t count_;
   double fraction_;
 };
+
+/// Reads a budget as people write it: "2880" (a count), "3%" (a percentage) or "0.03" (a
+/// fraction, any number below 1 with a decimal point).
+[[nodiscard]] inline budget parse_budget(std::string_view text) {
+  const auto bad = [&] {
+    fail("budget '", text, "' not understood; expected a count (2880), a percentage (3%) or a "
+         "fraction (0.03)");
+  };
+  if (text.empty()) bad();
+  const bool percent = text.back() == '%';
+  const auto number = percent ? text.substr(0, text.size() - 1) : text;
+  double value = 0;
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (ec != std::errc() || end != number.data() + number.size() || !(value > 0)) bad();
+  if (percent) return budget::fraction(value / 100);
+  if (number.find('.') != std::string_view::npos) {
+    if (value >= 1) bad();
+    return budget::fraction(value);
+  }
+  return budget(static_cast<int64_t>(value));
+}
 
 }  // namespace linearize

@@ -19,15 +19,16 @@
 namespace linearize {
 
 namespace detail {
-// Optional member of a relaxation: `gate_is_parameter == true` means the slots can use the raw
-// parameter and the search need not hand them a gate each step (SNL's l1_mix).
+// Optional member of a relaxation: `gate_is_parameter()` true means the slots can use the raw
+// parameter and the search need not hand them a gate each step (SNL's l1_mix). Found with
+// hana::is_valid; a relaxation without it gets a gate every step.
 inline constexpr auto has_gate_flag =
-    boost::hana::is_valid([](auto&& r) -> decltype((void)std::remove_cvref_t<decltype(r)>::gate_is_parameter) {});
+    boost::hana::is_valid([](auto&& r) -> decltype((void)r.gate_is_parameter()) {});
 
 template <class Relax>
-constexpr bool gate_is_parameter() {
-  if constexpr (decltype(has_gate_flag(std::declval<Relax>()))::value)
-    return Relax::gate_is_parameter;
+bool gate_is_parameter(const Relax& relax) {
+  if constexpr (decltype(has_gate_flag(relax))::value)
+    return relax.gate_is_parameter();
   else
     return false;
 }
@@ -78,12 +79,13 @@ train::history mask_search(const Relax& relax, const Sched& sched, Context& ctx)
   opts.values["start_count"] = static_cast<double>(kept_relus(relax, masks));
   sched.start(opts.values);
 
+  const bool hand_gates = !detail::gate_is_parameter(relax);
   auto history = train::fit(
       ctx.net, ctx.data.train, opts,
       train::hooks{
           .before_forward =
               [&](train::step_context&) {
-                if constexpr (!detail::gate_is_parameter<Relax>())
+                if (hand_gates)
                   for (size_t i = 0; i < masks.size(); ++i)
                     masks[i].set_gate(relax.gate(masks[i].mask()));
               },

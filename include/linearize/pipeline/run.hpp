@@ -7,7 +7,10 @@
 //     network's current mask (scores = current mask values);
 //   - the selection's binary mask is applied (every slot hard), the test accuracy is taken, and
 //     the finetune policy recovers what binarization lost.
-// A chain runs its stages in order, each on the binary mask the previous one left.
+// A chain runs its stages in order, each on the binary mask the previous one left; each stage
+// aims at the run's budget unless options.stage_budgets gives the first stages their own.
+// The stage's scheduler reaches its policies through the context (ctx.scheduler): search-based
+// selection rules such as coordinate descent step by it.
 // A stage whose network is already within the budget changes nothing.
 // Every phase checkpoints into options.work_dir: calling run() again resumes a killed run.
 #include <linearize/core/mask_set.hpp>
@@ -17,6 +20,7 @@
 #include <linearize/pipeline/mask_search.hpp>
 #include <linearize/pipeline/run_types.hpp>
 #include <linearize/pipeline/stage_context.hpp>
+#include <linearize/schedule/fixed_step.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/evaluate.hpp>
 
@@ -26,21 +30,24 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <type_traits>
 
 namespace linearize {
 
 namespace detail {
 
-// A selection rule that works in steps (DeepReDuce, coordinate descent) names the scheduler it
-// needs as `default_scheduler` and gets the stage's scheduler, or that default, as well.
-template <class Stage, class Context>
-torch::Tensor select_mask(const Stage& stage, Context& ctx) {
-  const auto selection = stage.selection();
-  using S = decltype(selection);
-  if constexpr (requires { typename S::default_scheduler; })
-    return selection.select(ctx, stage.scheduler_or(typename S::default_scheduler{}));
+/// The scheduler a stage's policies see: the one given; else lasso_growth{} for a mask search;
+/// else the default a selection rule that works in steps names (`default_scheduler`:
+/// DeepReDuce's stagewise); else fixed_step{} (coordinate descent's DRC of 100).
+template <class Stage>
+constexpr auto stage_scheduler(const Stage& stage) {
+  using S = std::remove_cvref_t<decltype(stage.selection())>;
+  if constexpr (Stage::has_relaxation)
+    return stage.scheduler();
+  else if constexpr (requires { typename S::default_scheduler; })
+    return stage.scheduler_or(typename S::default_scheduler{});
   else
-    return selection.select(ctx);
+    return stage.scheduler_or(schedule::fixed_step{});
 }
 
 template <class Stage>
@@ -51,7 +58,8 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
   stage_report report;
   report.name = stage.name();
   report.budget = budget_count;
-  stage_context ctx(net, teacher, data, options, index, budget_count, stage.finetune(), result, report);
+  stage_context ctx(net, teacher, data, options, index, budget_count, stage.finetune(),
+                    stage_scheduler(stage), result, report);
   report.relu_count_before = ctx.masks.relu_count();
   ctx.relus_per_entry = ctx.masks.relus_per_entry();
   if (report.relu_count_before <= budget_count) {
@@ -90,7 +98,7 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
     ctx.scores = ctx.masks.values();
   }
 
-  const torch::Tensor binary = select_mask(stage, ctx);
+  const torch::Tensor binary = stage.selection().select(ctx);
   require(binary.dim() == 1 && binary.numel() == ctx.masks.entries(), "selection '",
           stage.selection().name(), "' returned a mask of shape ", binary.sizes(), "; expected [",
           ctx.masks.entries(), "]");
@@ -129,9 +137,17 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
   result.budget = b.resolve(result.total_relus);
   result.baseline_test_accuracy = train::evaluate(*net, data.test, options.eval_batch_size).top1;
 
+  constexpr size_t stage_count = decltype(boost::hana::size(stages_of(m)))::value;
+  require(options.stage_budgets.size() < stage_count,
+          "run: ", options.stage_budgets.size(), " stage budgets for a method of ", stage_count,
+          " stage(s); expected fewer budgets than stages (the last stage takes the run's budget)");
+  std::vector<int64_t> stage_budget;
+  for (const auto& sb : options.stage_budgets) stage_budget.push_back(sb.resolve(result.total_relus));
   size_t index = 0;
   boost::hana::for_each(stages_of(m), [&](const auto& stage) {
-    detail::run_stage(stage, index++, *net, teacher, data, options, result.budget, result);
+    const int64_t target = index < stage_budget.size() ? stage_budget[index] : result.budget;
+    detail::run_stage(stage, index, *net, teacher, data, options, target, result);
+    ++index;
   });
 
   result.mask = masks.binary();

@@ -4,6 +4,7 @@
 // and after finetuning, and one history row per epoch of every phase.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/data/augment.hpp>
+#include <linearize/pipeline/budget.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/progress.hpp>
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,10 @@ struct run_options {
   int64_t eval_batch_size = 512;
   int64_t checkpoint_every = 200;    ///< steps between checkpoints within an epoch
   train::progress_options progress{};
+  /// Budgets of the first stages of a chain, in order; a stage without one here (the last, by
+  /// default every stage) takes the run's budget. `snl | bcd` with {budget(15'000)} and a run
+  /// budget of 6'000: SNL goes to 15K, coordinate descent from there to 6K.
+  std::vector<budget> stage_budgets{};
 };
 
 /// One epoch of one phase (search or finetune) of one stage.
@@ -88,6 +94,9 @@ struct stage_report {
   int64_t finetune_epochs = 0;
   int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
   double seconds = 0;
+  /// A selection rule's own counts and timings by name (coordinate descent: iterations, tries,
+  /// finetunes, scoring images, ...; see its header for the names).
+  std::map<std::string, double> counters{};
   // Filled by selection rules that have them (DeepReDuce: stage_criticality):
   std::vector<criticality_row> criticality{};  ///< in network order
   std::string plan{};                          ///< the plan, as reported before it ran

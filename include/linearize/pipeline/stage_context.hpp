@@ -2,8 +2,9 @@
 // stage_context: everything a stage's policies may use while the stage runs. Score-based
 // selection rules read `scores`, `relus_per_entry` and `budget`; search-based rules (coordinate
 // descent, stage criticality) also evaluate the network and call the stage's finetune policy
-// through it. It is a template on the finetune policy, so no call goes through a virtual
-// function or a std::function.
+// through it, and step-wise rules (coordinate descent) read the stage's step scheduler. It is a
+// template on the finetune policy and the scheduler, so no call goes through a virtual function
+// or a std::function.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/pipeline/run_types.hpp>
@@ -18,15 +19,15 @@
 
 namespace linearize {
 
-template <class Finetune>
+template <class Finetune, class Scheduler>
 class stage_context {
  public:
   stage_context(NetworkImpl& net_, const Network& teacher_, const run_data& data_,
                 const run_options& options_, size_t index_, int64_t budget_, Finetune finetune_,
-                run_result& result_, stage_report& report_)
+                Scheduler scheduler_, run_result& result_, stage_report& report_)
       : net(net_), teacher(teacher_), data(data_), options(options_), index(index_),
-        budget(budget_), masks(net_), finetune_policy(finetune_), result(result_),
-        report(report_) {}
+        budget(budget_), masks(net_), finetune_policy(finetune_), scheduler(scheduler_),
+        result(result_), report(report_) {}
 
   NetworkImpl& net;
   const Network& teacher;
@@ -36,6 +37,9 @@ class stage_context {
   const int64_t budget;        ///< ReLUs to reach
   const MaskSet masks;
   const Finetune finetune_policy;
+  /// The stage's scheduler: the one given, else lasso_growth{} with a relaxation and
+  /// fixed_step{} without (what coordinate descent steps by).
+  const Scheduler scheduler;
   run_result& result;
   stage_report& report;
   torch::Tensor scores;           ///< float [entries]: importance of each mask entry

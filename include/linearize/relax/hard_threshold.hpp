@@ -25,7 +25,6 @@ struct hard_threshold {
     return binary.to(torch::kFloat);
   }
   [[nodiscard]] std::string name() const { return "hard_threshold"; }
-  static constexpr bool gate_is_parameter = false;
 };
 
 }  // namespace linearize::relax

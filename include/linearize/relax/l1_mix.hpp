@@ -1,8 +1,15 @@
 #pragma once
-// SNL's relaxation: the gate is the raw mask parameter itself (no sigmoid, no clamp), the
-// penalty is its L1 norm, and an entry counts as kept while it exceeds a threshold (0.01, a
-// signed comparison: negative entries count as removed).
+// SNL's relaxation: the gate is the raw mask parameter (no sigmoid, no clamp), the penalty is
+// its L1 norm, and an entry counts as kept while it exceeds a threshold (0.01, a signed
+// comparison: negative entries count as removed).
+//
+// step_scale: under Adam every parameter moves about `lr` per step whatever its gradient's
+// size, so with SNL's lr of 1e-3 a mask needs ~1000 steps to fall from 1 to 0.01, however large
+// lambda grows. Storing theta = gate / step_scale makes the mask move step_scale times faster
+// (it is Adam with a mask learning rate of step_scale * lr) without touching the weights' rate.
+// step_scale = 1 is SNL exactly.
 #include <linearize/pipeline/roles.hpp>
+#include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
 
@@ -13,18 +20,22 @@ namespace linearize::relax {
 struct l1_mix {
   using role = roles::relaxation;
   double threshold = 0.01;
+  double step_scale = 1;
 
-  [[nodiscard]] torch::Tensor gate(const torch::Tensor& param) const { return param; }
-  [[nodiscard]] torch::Tensor penalty(const torch::Tensor& param) const { return param.abs(); }
-  [[nodiscard]] torch::Tensor kept(const torch::Tensor& param) const { return param.gt(threshold); }
-  [[nodiscard]] torch::Tensor score(const torch::Tensor& param) const { return param; }
-  /// A kept ReLU starts at 1 (SNL's initialisation), a removed one at 0.
+  [[nodiscard]] torch::Tensor gate(const torch::Tensor& param) const {
+    return step_scale == 1 ? param : param * step_scale;
+  }
+  [[nodiscard]] torch::Tensor penalty(const torch::Tensor& param) const { return gate(param).abs(); }
+  [[nodiscard]] torch::Tensor kept(const torch::Tensor& param) const { return gate(param).gt(threshold); }
+  [[nodiscard]] torch::Tensor score(const torch::Tensor& param) const { return gate(param); }
+  /// A kept ReLU starts at gate 1 (SNL's initialisation), a removed one at 0.
   [[nodiscard]] torch::Tensor from_binary(const torch::Tensor& binary) const {
-    return binary.to(torch::kFloat);
+    require(step_scale > 0, "l1_mix: step_scale ", step_scale, " must be positive");
+    return binary.to(torch::kFloat) / step_scale;
   }
   [[nodiscard]] std::string name() const { return "l1_mix"; }
-  /// The gate is the parameter: the search need not hand gates to the slots each step.
-  static constexpr bool gate_is_parameter = true;
+  /// With step_scale 1 the gate is the parameter: the search need not hand gates to the slots.
+  [[nodiscard]] bool gate_is_parameter() const { return step_scale == 1; }
 };
 
 }  // namespace linearize::relax

@@ -25,7 +25,6 @@ struct sigmoid_mask {
     return binary.to(torch::kFloat) * (2 * init) - init;
   }
   [[nodiscard]] std::string name() const { return "sigmoid_mask"; }
-  static constexpr bool gate_is_parameter = false;
 };
 
 }  // namespace linearize::relax

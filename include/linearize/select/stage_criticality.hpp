@@ -237,8 +237,10 @@ struct stage_criticality {
             .thin_per_step = schedule.thin_per_step};
   }
 
-  template <class Context, class Scheduler>
-  [[nodiscard]] torch::Tensor select(Context& ctx, const Scheduler& schedule) const {
+  /// Steps by the stage's scheduler (ctx.scheduler; run() gives stagewise{} when none is named).
+  template <class Context>
+  [[nodiscard]] torch::Tensor select(Context& ctx) const {
+    const auto& schedule = ctx.scheduler;
     static_assert(requires { schedule.cull_per_step; schedule.thin_per_step; schedule.step_epochs; },
                   "select::stage_criticality needs a stage-wise scheduler (cull_per_step, thin_per_step, "
                   "step_epochs), e.g. linearize::schedule::stagewise");

@@ -12,6 +12,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/support/atomic_file.hpp>
+#include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
@@ -59,11 +60,7 @@ namespace detail {
 
 inline constexpr const char* checkpoint_magic = "linearize-checkpoint 1";
 
-inline unsigned long long fnv1a(const std::string& bytes) {
-  unsigned long long h = 1469598103934665603ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
+using linearize::fnv1a;  // support/checksum.hpp
 
 /// The slots of a module tree, in named_modules order.
 inline std::vector<std::pair<std::string, std::shared_ptr<ReluSlotImpl>>> slots_of(

@@ -223,7 +223,9 @@ inline std::string epoch_summary(const epoch_record& r, int64_t epochs) {
   out << std::setprecision(6) << std::defaultfloat << "  lr " << r.lr << std::fixed
       << std::setprecision(0) << "  " << r.images_per_second << " img/s  " << std::setprecision(1)
       << r.seconds << " s";
-  for (const auto& [name, v] : r.values) out << "  " << name << ' ' << std::defaultfloat << v;
+  // Precision reset: the seconds above left it at 1 (a held-out accuracy of 0.8595 read "0.9").
+  for (const auto& [name, v] : r.values)
+    out << "  " << name << ' ' << std::defaultfloat << std::setprecision(6) << v;
   return out.str();
 }
 
