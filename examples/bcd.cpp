@@ -1,23 +1,16 @@
-// Coordinate descent on Fashion-MNIST (or another dataset of data/registry.hpp): from a saved mask,
-// from the full network, or after SNL (`snl | bcd`).
+// Coordinate descent on the cached baseline of examples/pretrain (trained first when missing):
+// from the full network, from a saved mask, or after SNL (`snl | bcd`).
 //
-//   ./build/examples/bcd --baseline resnet16.pt --budget 20000                     # full network
-//   ./build/examples/bcd --baseline resnet16.pt --mask snl.mask --budget 8000       # from a mask
-//   ./build/examples/bcd --baseline resnet16.pt --snl-budget 30000 --budget 10000   # SNL, then BCD
+//   ./build/examples/bcd --budget 20000                      # the full network to 20,000 ReLUs
+//   ./build/examples/bcd --mask snl/mask --budget 4%          # from a mask
+//   ./build/examples/bcd --snl-budget 8% --budget 4%          # SNL to 8%, then BCD to 4%
 //
-// The baseline is read from --baseline when the file exists; otherwise it is trained for
-// --baseline-epochs and saved there (io::export_state: Python's torch.load reads it too).
-// Options (defaults in brackets):
-//   --model resnet18_in | wide_resnet_22_8 | mobilenet_v1 [resnet18_in]   --width W [16]
-//   --data fashion-mnist [fashion-mnist]   --data-root DIR [Debian's location]
-//   --train-subset N [0: all]   --held-out-fraction F [0.1]   --baseline-epochs E [20]
-//   --budget N   --snl-budget N   --mask FILE   --drc N [100]   --tries K [100]   --adt A [0.3]
-//   --epochs E: finetune epochs, in the search and after it [20]   --final-epochs E [--epochs]
-//   --scoring-size N [0: all held-out]   --proposals first_order | uniform [first_order]
-//   --early-rejection on | off [on]   --finetune-every-iteration on | off [off]
-//   --work-dir DIR: checkpoints; run again to resume [runs/bcd]   --seed S [0]
-//   --out-mask FILE [bcd.mask]
+// Rerunning the same command resumes from the work directory's checkpoints.
+#include "cli.hpp"
+
 #include <linearize/linearize.hpp>
+
+#include <iostream>
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,45 +24,28 @@ using namespace linearize;
 
 namespace {
 
-class arguments {
- public:
-  arguments(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      require(a.rfind("--", 0) == 0 && i + 1 < argc, "expected --option value, got '", a, "'");
-      values_[a.substr(2)] = argv[++i];
-    }
-  }
-  std::string text(const std::string& k, const std::string& fallback) { return take(k).value_or(fallback); }
-  int64_t integer(const std::string& k, int64_t fallback) {
-    const auto v = take(k);
-    return v ? std::stoll(*v) : fallback;
-  }
-  double real(const std::string& k, double fallback) {
-    const auto v = take(k);
-    return v ? std::stod(*v) : fallback;
-  }
-  bool flag(const std::string& k, bool fallback) {
-    const auto v = take(k);
-    if (!v) return fallback;
-    require(*v == "on" || *v == "off", "--", k, " ", *v, ": expected on or off");
-    return *v == "on";
-  }
-  void done() const {
-    require(values_.empty(), "unknown option --", values_.empty() ? "" : values_.begin()->first,
-            " (see the top of examples/bcd.cpp)");
-  }
+constexpr const char* usage = R"(usage: bcd --budget B [options]
+  --budget B            ReLUs to reach: a count, a percentage or a fraction         (required)
+  --snl-budget B        run SNL (budget_tracking) to B first, then coordinate descent
+  --mask FILE           start from this mask (MaskSet::save) instead of the full network
+  --drc N               ReLUs dropped per iteration                                      [100]
+  --tries K             candidate blocks per iteration                                   [100]
+  --adt A               accuracy-drop threshold, points                                  [0.3]
+  --scoring-size N      held-out images scoring each candidate (0: all)                    [0]
+  --proposals P         first_order or uniform (the paper's draws)               [first_order]
+  --no-early-rejection  score every candidate on the whole scoring set
+  --finetune-every-iteration  KD after every iteration, not only after fallbacks
+  --epochs E            KD epochs of each finetune in the search                          [5]
+  --final-epochs E      KD epochs after the search                                 [--epochs]
+  --search-epochs N     SNL's planned mask-search epochs (with --snl-budget)               [6]
+  --train-subset N      training images used (0: all)                                      [0]
+  --data NAME / --data-dir DIR / --model NAME / --width W   the baseline (see pretrain)
+  --work-dir DIR        checkpoints; rerunning resumes                              [runs/bcd]
+  --out-mask FILE       the final mask                                    [runs/bcd/bcd.mask]
+  --seed N                                                                                 [0]
+  --help
+)";
 
- private:
-  std::optional<std::string> take(const std::string& k) {
-    const auto it = values_.find(k);
-    if (it == values_.end()) return std::nullopt;
-    auto v = it->second;
-    values_.erase(it);
-    return v;
-  }
-  std::map<std::string, std::string> values_;
-};
 
 void print_stage(const stage_report& s) {
   std::printf("  %-45s ReLUs %lld -> %lld (budget %lld)  test %.2f%% -> %.2f%% after finetune  "
@@ -93,83 +69,58 @@ void print_stage(const stage_report& s) {
   }
 }
 
-int run_example(int argc, char** argv) {
-  const auto rt = runtime::configure();
-  arguments args(argc, argv);
-  const auto model = args.text("model", "resnet18_in");
-  const double width = args.real("width", 16);
-  const auto dataset = args.text("data", "fashion-mnist");
-  const fs::path root = args.text("data-root", "");
-  const int64_t subset = args.integer("train-subset", 0);
-  const double held_out_fraction = args.real("held-out-fraction", 0.1);
-  const fs::path baseline_file = args.text("baseline", "");
-  const int64_t baseline_epochs = args.integer("baseline-epochs", 20);
-  const int64_t target = args.integer("budget", 0);
-  const int64_t snl_budget = args.integer("snl-budget", 0);
+int run_example(cli::arguments& args) {
+  const auto budget_text = args.text("budget", "");
+  const auto snl_budget_text = args.text("snl-budget", "");
   const fs::path mask_file = args.text("mask", "");
-  const int64_t drc = args.integer("drc", 100);
-  const int64_t epochs = args.integer("epochs", 20);
-  const int64_t final_epochs = args.integer("final-epochs", epochs);
+  const auto drc = args.number<int64_t>("drc", 100, cli::positive, "a positive count");
+  const auto epochs = args.number<int64_t>("epochs", 5, cli::non_negative, "a count >= 0");
+  const auto final_epochs = args.number<int64_t>("final-epochs", epochs, cli::non_negative, "a count >= 0");
+  const auto search_epochs = args.number<int64_t>("search-epochs", 6, cli::positive, "a positive count");
+  const auto subset = args.number<int64_t>("train-subset", 0, cli::non_negative, "a count >= 0");
   select::coordinate_block policy{
-      .tries = args.integer("tries", 100),
-      .adt = args.real("adt", 0.3),
-      .scoring_size = args.integer("scoring-size", 0),
+      .tries = args.number<int64_t>("tries", 100, cli::positive, "a positive count"),
+      .adt = args.number<double>("adt", 0.3, cli::non_negative, "accuracy points >= 0"),
+      .scoring_size = args.number<int64_t>("scoring-size", 0, cli::non_negative, "a count >= 0"),
       .proposals = select::parse_proposal(args.text("proposals", "first_order")),
       .finetune_epochs = epochs,
-      .finetune_every_iteration = args.flag("finetune-every-iteration", false)};
-  policy.rejection.enabled = args.flag("early-rejection", true);
+      .finetune_every_iteration = args.flag("finetune-every-iteration")};
+  policy.rejection.enabled = !args.flag("no-early-rejection");
+  train::baseline_spec spec;
+  spec.data = args.text("data", spec.data);
+  spec.data_dir = args.text("data-dir", "");
+  spec.model = args.text("model", spec.model);
+  if (auto w = args.number<double>("width", 0, cli::non_negative, "a positive width"); w > 0) spec.width = w;
   run_options options;
   options.work_dir = args.text("work-dir", "runs/bcd");
-  options.seed = static_cast<uint64_t>(args.integer("seed", 0));
-  const fs::path out_mask = args.text("out-mask", "bcd.mask");
-  args.done();
-  require(target > 0, "--budget N (the ReLUs to reach) is required");
-  require(!baseline_file.empty(), "--baseline FILE is required (trained and saved there when missing)");
-  require(snl_budget == 0 || mask_file.empty(), "give --mask or --snl-budget, not both");
+  options.seed = args.number<uint64_t>("seed", 0, cli::non_negative, "a seed");
+  const fs::path out_mask = args.text("out-mask", (options.work_dir / "bcd.mask").string());
+  args.finish();
+  if (budget_text.empty()) throw cli::usage_error{"--budget is required"};
+  if (!snl_budget_text.empty() && !mask_file.empty()) throw cli::usage_error{"give --mask or --snl-budget, not both"};
+  const auto target = parse_budget(budget_text);
 
-  // Data: a seeded held-out part of the training set scores candidates and selects finetune
-  // epochs; the test set only reports.
-  auto train_all = data::load_dataset(dataset, root, "train");
-  if (subset > 0) train_all = train_all.take(subset);
-  const auto parts = data::split(train_all, held_out_fraction, 7);
-  const run_data data{.train = parts.train, .held_out = parts.held_out,
-                      .test = data::load_dataset(dataset, root, "test")};
-  const models::model_spec spec{.classes = train_all.classes, .channels = train_all.channels(),
-                                .size = train_all.height(), .width = width};
-  std::printf("%s width %g on %s (train %lld, held-out %lld, test %lld); %d threads\n",
-              model.c_str(), width, dataset.c_str(), static_cast<long long>(data.train.size()),
-              static_cast<long long>(data.held_out.size()), static_cast<long long>(data.test.size()),
-              rt.threads);
+  const auto rt = runtime::configure();
+  std::printf("linearize bcd: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
+  const auto base = train::load_or_train_baseline(spec);
+  auto data = baseline_run_data(base.record, spec.data_dir);
+  if (subset > 0) data.train = data.train.take(subset);
+  options.augment = base.record.recipe.augment;
+  std::printf("baseline %s: test top-1 %.2f%%; %lld train, %lld held-out (scoring), %lld test images\n",
+              base.record.model.c_str(), 100 * base.record.test_top1, static_cast<long long>(data.train.size()),
+              static_cast<long long>(data.held_out.size()), static_cast<long long>(data.test.size()));
 
-  auto net = models::make_model(model, spec);
-  if (fs::exists(baseline_file)) {
-    io::import_state(net, baseline_file);
-  } else {
-    std::printf("training the baseline for %lld epochs -> %s\n", static_cast<long long>(baseline_epochs),
-                baseline_file.string().c_str());
-    train::options o;
-    o.epochs = baseline_epochs;
-    o.optimizer = train::sgd{.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4};
-    o.schedule = train::cosine{};
-    o.held_out = data.held_out;
-    o.checkpoint = options.work_dir / "baseline.ckpt";
-    o.seed = options.seed;
-    fs::create_directories(options.work_dir);
-    (void)train::fit(*net, data.train, o);
-    io::export_state(net, baseline_file);
-  }
-  const auto teacher = net->copy();
+  auto net = base.net->copy();
   if (!mask_file.empty()) MaskSet(*net).load(mask_file);
-
   const auto bcd = pipeline(policy, schedule::fixed_step{.drc = drc}, finetune::distill{.epochs = final_epochs});
   run_result result;
-  if (snl_budget > 0) {
-    const auto snl = pipeline(relax::l1_mix{}, schedule::lasso_growth{}, select::magnitude{},
-                              finetune::distill{.epochs = epochs});
-    options.stage_budgets = {budget(snl_budget)};
-    result = run(snl | bcd, net, teacher, data, budget(target), options);
+  if (!snl_budget_text.empty()) {
+    const auto snl = pipeline(relax::l1_mix{.step_scale = 10}, schedule::budget_tracking{.epochs = search_epochs},
+                              select::top_k{}, finetune::distill{.epochs = final_epochs});
+    options.stage_budgets = {parse_budget(snl_budget_text)};
+    result = run(snl | bcd, net, base.net, data, target, options);
   } else {
-    result = run(bcd, net, teacher, data, budget(target), options);
+    result = run(bcd, net, base.net, data, target, options);
   }
 
   std::printf("\n%s: %lld of %lld ReLUs; test accuracy %.2f%% (baseline %.2f%%), %.0f s, %lld images\n",
@@ -178,6 +129,7 @@ int run_example(int argc, char** argv) {
               100 * result.baseline_test_accuracy, result.seconds,
               static_cast<long long>(result.images_forwarded));
   for (const auto& s : result.stages) print_stage(s);
+  report(std::cout, result, MaskSet(*net), pi::delphi());
   MaskSet(*net).save(out_mask);
   std::printf("mask written to %s\n", out_mask.string().c_str());
   return 0;
@@ -185,11 +137,4 @@ int run_example(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run_example(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bcd: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return cli::main(argc, argv, usage, run_example); }

@@ -8,14 +8,17 @@
 //      thinned stages, trained from fresh weights) and SNL at each step's ReLU count.
 // Every step's ReLU count and test accuracy go to stdout and to <out>/deepreduce.csv.
 //
-//   deepreduce [--baseline weights.pt] [--budget N] [--criticality-epochs N] [--step-epochs N]
+//   deepreduce [--budget N] [--criticality-epochs N] [--step-epochs N]
 //              [--final-epochs N] [--reshape-width W] [--reshape-size S] [--snl-epochs N] ...
 //   deepreduce --help
+#include "cli.hpp"
+
 #include <linearize/linearize.hpp>
 #include <linearize/schedule/stagewise.hpp>
 #include <linearize/select/deepreduce_plan.hpp>
 #include <linearize/select/deepreduce_reshape.hpp>
 #include <linearize/select/stage_criticality.hpp>
+#include <linearize/pipeline/criticality.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -40,9 +43,7 @@ DeepReDuce (criticality, culling, thinning, KD after each step; optionally resha
 Fashion-MNIST with ResNet18-IN at width 16.
 
   --data-dir DIR            Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)
-  --baseline PATH           baseline weights (io::export_state / pretrain); without it a quick
-                            baseline is trained and cached at <out>/baseline.pt
-  --baseline-epochs N       epochs of that quick baseline (default 3)
+                            The baseline is examples/pretrain's cached one (trained when missing).
   --train-subset N          train on the first N training images only (default: all)
   --budget N                ReLU budget (default: the fewest culling and thinning reach)
   --criticality MODE        evaluate | finetune (default) | train
@@ -66,8 +67,6 @@ Fashion-MNIST with ResNet18-IN at width 16.
 
 struct settings {
   fs::path data_dir{};
-  fs::path baseline{};
-  int64_t baseline_epochs = 3;
   int64_t train_subset = 0;
   int64_t budget = 0;
   select::criticality_mode mode = select::criticality_mode::finetune;
@@ -84,53 +83,38 @@ struct settings {
   uint64_t seed = 0;
 };
 
-int64_t integer(std::string_view flag, std::string_view text) {
-  int64_t v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  require(ec == std::errc{} && end == text.data() + text.size() && v >= 0, flag, ": '", text,
-          "' is not a non-negative whole number");
-  return v;
-}
-
-settings parse(int argc, char** argv) {
+settings parse(cli::arguments& args) {
   settings s;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help") {
-      std::cout << usage;
-      std::exit(0);
-    }
-    require(i + 1 < argc, flag, " needs a value (see --help)");
-    const std::string_view v = argv[++i];
-    if (flag == "--data-dir") s.data_dir = v;
-    else if (flag == "--baseline") s.baseline = v;
-    else if (flag == "--baseline-epochs") s.baseline_epochs = integer(flag, v);
-    else if (flag == "--train-subset") s.train_subset = integer(flag, v);
-    else if (flag == "--budget") s.budget = integer(flag, v);
-    else if (flag == "--criticality") {
-      if (v == "evaluate") s.mode = select::criticality_mode::evaluate;
-      else if (v == "finetune") s.mode = select::criticality_mode::finetune;
-      else if (v == "train") s.mode = select::criticality_mode::train;
-      else fail("--criticality: '", v, "'; expected evaluate, finetune or train");
-    } else if (flag == "--criticality-epochs") s.criticality_epochs = integer(flag, v);
-    else if (flag == "--step-epochs") s.step_epochs = integer(flag, v);
-    else if (flag == "--final-epochs") s.final_epochs = integer(flag, v);
-    else if (flag == "--thin") {
-      require(v == "even" || v == "odd", "--thin: '", v, "'; expected even or odd");
-      s.thin = v == "even" ? select::thinning::keep_even : select::thinning::keep_odd;
-    } else if (flag == "--keep-stages") s.keep_stages = static_cast<size_t>(integer(flag, v));
-    else if (flag == "--reshape-width") s.reshape_width = integer(flag, v);
-    else if (flag == "--reshape-size") s.reshape_size = integer(flag, v);
-    else if (flag == "--reshape-epochs") s.reshape_epochs = integer(flag, v);
-    else if (flag == "--reshape-budget") s.reshape_budget = integer(flag, v);
-    else if (flag == "--snl-epochs") s.snl_epochs = integer(flag, v);
-    else if (flag == "--out") s.out = v;
-    else if (flag == "--seed") s.seed = static_cast<uint64_t>(integer(flag, v));
-    else fail("unknown option '", flag, "' (see --help)");
-  }
+  const auto count = [&](const char* name, int64_t fallback) {
+    return args.number<int64_t>(name, fallback, cli::non_negative, "a whole number >= 0");
+  };
+  s.data_dir = args.text("data-dir", "");
+  s.train_subset = count("train-subset", s.train_subset);
+  s.budget = count("budget", s.budget);
+  const auto mode = args.text("criticality", "finetune");
+  if (mode == "evaluate") s.mode = select::criticality_mode::evaluate;
+  else if (mode == "finetune") s.mode = select::criticality_mode::finetune;
+  else if (mode == "train") s.mode = select::criticality_mode::train;
+  else throw cli::usage_error{"--criticality expects evaluate, finetune or train, got '" + mode + "'"};
+  s.criticality_epochs = count("criticality-epochs", s.criticality_epochs);
+  s.step_epochs = count("step-epochs", s.step_epochs);
+  s.final_epochs = count("final-epochs", s.final_epochs);
+  const auto thin = args.text("thin", "even");
+  if (thin != "even" && thin != "odd") throw cli::usage_error{"--thin expects even or odd, got '" + thin + "'"};
+  s.thin = thin == "even" ? select::thinning::keep_even : select::thinning::keep_odd;
+  s.keep_stages = static_cast<size_t>(count("keep-stages", static_cast<int64_t>(s.keep_stages)));
+  if (const auto w = count("reshape-width", 0); w > 0) s.reshape_width = w;
+  if (const auto z = count("reshape-size", 0); z > 0) s.reshape_size = z;
+  s.reshape_epochs = count("reshape-epochs", s.reshape_epochs);
+  s.reshape_budget = count("reshape-budget", s.reshape_budget);
+  s.snl_epochs = count("snl-epochs", s.snl_epochs);
+  s.out = args.text("out", s.out.string());
+  s.seed = args.number<uint64_t>("seed", s.seed, cli::non_negative, "a seed");
+  args.finish();
   return s;
 }
 
+/// The baseline's architecture (pretrain's default: ResNet18-IN at width 16 on 1x28x28).
 const models::model_spec spec{.classes = 10, .channels = 1, .size = 28, .width = 16};
 
 /// The same images at another side (area averaging), for a network reshaped to a lower resolution.
@@ -166,42 +150,23 @@ std::string percent(double top1) {
   return std::isnan(top1) ? std::string("-") : std::string(buf);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
+int run_example(cli::arguments& args) {
+  const settings s = parse(args);
   const auto rt = runtime::configure();
-  const settings s = parse(argc, argv);
   fs::create_directories(s.out);
-  std::printf("linearize deepreduce: %d threads\n", rt.threads);
+  std::printf("linearize deepreduce: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
 
-  // ---- data: train / held-out (10% of the training set) / test ---------------------------------
-  auto full = data::load_fashion_mnist(s.data_dir, data::part::train);
-  auto parts = data::split(full, 0.1, s.seed);
-  if (s.train_subset > 0) parts.train = parts.train.take(s.train_subset);
-  const run_data data{.train = parts.train, .held_out = parts.held_out,
-                      .test = data::load_fashion_mnist(s.data_dir, data::part::test)};
+  // ---- the cached baseline (examples/pretrain) and its split: train / held-out / test ----------
+  train::baseline_spec bspec;
+  bspec.data_dir = s.data_dir;
+  const auto base = train::load_or_train_baseline(bspec);
+  auto data = baseline_run_data(base.record, s.data_dir);
+  if (s.train_subset > 0) data.train = data.train.take(s.train_subset);
   std::printf("data: %lld train, %lld held out, %lld test\n", static_cast<long long>(data.train.size()),
               static_cast<long long>(data.held_out.size()), static_cast<long long>(data.test.size()));
-
-  // ---- baseline: given, cached, or trained now ---------------------------------------------------
-  torch::manual_seed(s.seed);
-  const Network net = models::make_model("resnet18_in", spec);
+  const Network net = base.net->copy();
   const MaskSet masks(*net);
-  masks.harden(masks.binary());  // a plain ReLU network: masks frozen at 1
-  const fs::path cached = s.out / "baseline.pt";
-  if (!s.baseline.empty()) {
-    io::import_state(*net, s.baseline);
-  } else if (fs::exists(cached)) {
-    io::import_state(*net, cached);
-  } else {
-    auto o = training(s, s.baseline_epochs, 0xba5e);
-    o.checkpoint = s.out / "baseline.ckpt";
-    (void)train::fit(*net, data.train, o);
-    io::export_state(*net, cached);
-  }
-  masks.harden(masks.binary());
-  const Network teacher = net->copy();
-  freeze(*teacher);
+  const Network teacher = base.net;
   const double baseline_test = train::evaluate(*net, data.test, 512).top1;
   std::printf("baseline %s: %lld ReLUs, test %s\n", net->describe().c_str(),
               static_cast<long long>(masks.relu_count()), percent(baseline_test).c_str());
@@ -212,27 +177,17 @@ int main(int argc, char** argv) try {
   options.work_dir = s.out / "work";
   options.seed = s.seed;
   options.batch_size = 128;
-  options.augment = {.crop_padding = 2, .horizontal_flip = true};
+  options.augment = base.record.recipe.augment;
   options.progress.mode = train::progress_mode::lines;
 
   // ---- 1. criticality, measured once here so that the plan can be shown before anything else
   // runs and the default budget can follow from it -------------------------------------------------
   const auto distill = finetune::distill{.epochs = s.final_epochs};
-  std::vector<criticality_row> criticality;
-  int64_t criticality_images = 0;
-  {
-    const auto probe = net->copy();
-    run_result scratch;
-    stage_report report;
-    auto probe_options = options;
-    probe_options.work_dir = s.out / "work" / "criticality";
-    fs::create_directories(probe_options.work_dir);
-    stage_context ctx(*probe, teacher, data, probe_options, 0, 1, distill, scratch, report);
-    criticality = select::measure_stage_criticality(
-        ctx, {.mode = s.mode, .epochs = s.criticality_epochs});
-    criticality_images = report.images_forwarded;
-  }
-  const auto ranking = select::rank_stages(criticality);
+  const auto measured = measure_criticality(net, teacher, data, options,
+                                            {.mode = s.mode, .epochs = s.criticality_epochs}, distill);
+  const auto& criticality = measured.rows;
+  const auto& ranking = measured.ranking;
+  const int64_t criticality_images = measured.images_forwarded;
   std::cout << select::describe_criticality(criticality);
   std::printf("criticality (%s%s): %lld images forwarded\n", select::to_string(s.mode).c_str(),
               s.mode == select::criticality_mode::evaluate
@@ -328,7 +283,8 @@ int main(int argc, char** argv) try {
   }
   std::printf("wrote %s\n", (s.out / "deepreduce.csv").string().c_str());
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "deepreduce: %s\n", e.what());
-  return 1;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return cli::main(argc, argv, usage, run_example); }

@@ -10,6 +10,8 @@
 //
 // The defaults (train::baseline_recipe) and why, measured on Fashion-MNIST with ResNet18-IN at
 // width 16 on this project's 2-core VM: see MEASURED below.
+#include "cli.hpp"
+
 #include <linearize/linearize.hpp>
 
 #include <charconv>
@@ -73,104 +75,43 @@ interrupted run continues from its checkpoint.
 struct command_line {
   train::baseline_spec spec{};
   train::baseline_options options{};
-  std::optional<int> threads{};
+  int threads = 0;
 };
 
-/// A bad command line: the message, then exit code 2.
-struct usage_error {
-  std::string message;
-};
-
-template <class Number>
-Number parse_number(std::string_view option, std::string_view text) {
-  Number value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-    throw usage_error{std::string(option) + " expects a" +
-                      (std::is_integral_v<Number> ? "n integer" : " number") + ", got '" +
-                      std::string(text) + "'"};
-  return value;
-}
-
-/// `text` when it is one of `names`, else a usage error listing them.
-std::string one_of(std::string_view option, std::string_view text, const auto& names) {
+template <class Names>
+std::string one_of(const char* option, const std::string& text, const Names& names) {
   std::string known;
   for (const auto& n : names) {
-    if (n == text) return std::string(text);
+    if (n == text) return text;
     known += (known.empty() ? "" : ", ") + std::string(n);
   }
-  throw usage_error{std::string(option) + " expects one of " + known + ", got '" + std::string(text) + "'"};
+  throw cli::usage_error{std::string("--") + option + " expects one of " + known + ", got '" + text + "'"};
 }
 
-command_line parse(int argc, char** argv) {
+command_line parse(cli::arguments& args) {
   command_line cl;
   auto& recipe = cl.options.recipe;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    std::optional<std::string_view> inline_value;  // --option=value
-    if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      inline_value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
-    const auto value = [&]() -> std::string_view {
-      if (inline_value) return *inline_value;
-      if (i + 1 >= argc) throw usage_error{std::string(arg) + " expects a value"};
-      return argv[++i];
-    };
-    const auto positive = [&](auto v, const char* what) {
-      if (!(v > 0)) throw usage_error{std::string(arg) + " expects " + what + ", got " + std::to_string(v)};
-      return v;
-    };
-    const auto flag = [&] {
-      if (inline_value) throw usage_error{std::string(arg) + " takes no value"};
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(usage, stdout);
-      std::exit(0);
-    } else if (arg == "--data") {
-      cl.spec.data = one_of(arg, value(), linearize::data::known_datasets);
-    } else if (arg == "--data-dir") {
-      cl.spec.data_dir = std::string(value());
-    } else if (arg == "--model") {
-      cl.spec.model = one_of(arg, value(), linearize::models::model_names());
-    } else if (arg == "--width") {
-      cl.spec.width = positive(parse_number<double>(arg, value()), "a positive width");
-    } else if (arg == "--epochs") {
-      recipe.epochs = positive(parse_number<int64_t>(arg, value()), "at least 1");
-    } else if (arg == "--batch") {
-      recipe.batch_size = positive(parse_number<int64_t>(arg, value()), "at least 1");
-    } else if (arg == "--lr") {
-      recipe.lr = positive(parse_number<double>(arg, value()), "a positive rate");
-    } else if (arg == "--momentum") {
-      recipe.momentum = parse_number<double>(arg, value());
-    } else if (arg == "--weight-decay") {
-      recipe.weight_decay = parse_number<double>(arg, value());
-    } else if (arg == "--crop") {
-      recipe.augment.crop_padding = parse_number<int64_t>(arg, value());
-    } else if (arg == "--no-flip") {
-      flag();
-      recipe.augment.horizontal_flip = false;
-    } else if (arg == "--held-out") {
-      const auto text = value();
-      recipe.held_out_fraction = parse_number<double>(arg, text);
-      if (!(recipe.held_out_fraction > 0 && recipe.held_out_fraction < 1))
-        throw usage_error{"--held-out expects a fraction in (0, 1), got " + std::string(text)};
-    } else if (arg == "--seed") {
-      recipe.seed = parse_number<uint64_t>(arg, value());
-    } else if (arg == "--out") {
-      cl.options.out = std::string(value());
-    } else if (arg == "--threads") {
-      cl.threads = positive(parse_number<int>(arg, value()), "at least 1");
-    } else if (arg == "--resume") {
-      flag();
-      cl.options.resume = true;
-    } else if (arg == "--fresh") {
-      flag();
-      cl.options.resume = false;
-    } else {
-      throw usage_error{"unknown option '" + std::string(argv[i]) + "'"};
-    }
-  }
+  cl.spec.data = one_of("data", args.text("data", cl.spec.data), linearize::data::known_datasets);
+  cl.spec.data_dir = args.text("data-dir", "");
+  cl.spec.model = one_of("model", args.text("model", cl.spec.model), linearize::models::model_names());
+  if (const auto w = args.number<double>("width", 0, cli::positive, "a positive width"); w > 0) cl.spec.width = w;
+  recipe.epochs = args.number<int64_t>("epochs", recipe.epochs, cli::positive, "at least 1");
+  recipe.batch_size = args.number<int64_t>("batch", recipe.batch_size, cli::positive, "at least 1");
+  recipe.lr = args.number<double>("lr", recipe.lr, cli::positive, "a positive rate");
+  recipe.momentum = args.number<double>("momentum", recipe.momentum, cli::non_negative, "a momentum >= 0");
+  recipe.weight_decay = args.number<double>("weight-decay", recipe.weight_decay, cli::non_negative, "a decay >= 0");
+  recipe.augment.crop_padding = args.number<int64_t>("crop", recipe.augment.crop_padding, cli::non_negative,
+                                                     "a padding >= 0");
+  if (args.flag("no-flip")) recipe.augment.horizontal_flip = false;
+  recipe.held_out_fraction = args.number<double>("held-out", recipe.held_out_fraction,
+                                                 [](double f) { return f > 0 && f < 1; }, "a fraction in (0, 1)");
+  recipe.seed = args.number<uint64_t>("seed", recipe.seed, cli::non_negative, "a seed");
+  cl.options.out = args.text("out", "");
+  cl.threads = args.number<int>("threads", 0, cli::positive, "at least 1");
+  const bool resume = args.flag("resume"), fresh = args.flag("fresh");
+  if (resume && fresh) throw cli::usage_error{"--resume and --fresh contradict each other"};
+  cl.options.resume = !fresh;
+  args.finish();
   return cl;
 }
 
@@ -183,52 +124,45 @@ std::string percent(double fraction) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  command_line cl;
-  try {
-    cl = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::fprintf(stderr, "pretrain: %s (see pretrain --help)\n", e.message.c_str());
-    return 2;
-  }
-  // The thread count goes through configure(), which reads LINEARIZE_THREADS.
-  if (cl.threads) ::setenv("LINEARIZE_THREADS", std::to_string(*cl.threads).c_str(), 1);
-  const auto rt = linearize::runtime::configure();
-  std::printf("linearize: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
+  return cli::main(argc, argv, usage, [](cli::arguments& args) {
+    auto cl = parse(args);
+    // The thread count goes through configure(), which reads LINEARIZE_THREADS.
+    if (cl.threads > 0) ::setenv("LINEARIZE_THREADS", std::to_string(cl.threads).c_str(), 1);
+    const auto rt = linearize::runtime::configure();
+    std::printf("linearize: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
 
-  try {
-    auto& options = cl.options;
-    if (options.out.empty()) options.out = train::default_baseline_path(cl.spec);
-    std::printf("baseline: %s on %s -> %s\n", cl.spec.model.c_str(), cl.spec.data.c_str(),
-                options.out.c_str());
-    std::printf("checkpoint: %s every %lld steps; interrupt (Ctrl-C) and rerun to continue\n",
-                train::baseline_checkpoint_path(options.out).c_str(),
-                static_cast<long long>(options.checkpoint_every));
-    std::fflush(stdout);
-    const auto start = std::chrono::steady_clock::now();
-    const auto base = train::load_or_train_baseline(cl.spec, options);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto& r = base.record;
-    if (!r.complete) {  // only a run stopped by options.stop_after_steps gets here
-      std::printf("stopped before the end; rerun to continue\n");
-      return 1;
+    {
+      auto& options = cl.options;
+      if (options.out.empty()) options.out = train::default_baseline_path(cl.spec);
+      std::printf("baseline: %s on %s -> %s\n", cl.spec.model.c_str(), cl.spec.data.c_str(),
+                  options.out.c_str());
+      std::printf("checkpoint: %s every %lld steps; interrupt (Ctrl-C) and rerun to continue\n",
+                  train::baseline_checkpoint_path(options.out).c_str(),
+                  static_cast<long long>(options.checkpoint_every));
+      std::fflush(stdout);
+      const auto start = std::chrono::steady_clock::now();
+      const auto base = train::load_or_train_baseline(cl.spec, options);
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const auto& r = base.record;
+      if (!r.complete) {  // only a run stopped by options.stop_after_steps gets here
+        std::printf("stopped before the end; rerun to continue\n");
+        return 1;
+      }
+      std::printf("\n%s %s\n", base.trained ? "trained" : "loaded the cached baseline (--fresh retrains):",
+                  r.model.c_str());
+      std::printf("  dataset          %s (%lld train, %lld held out, %lld test)\n", r.dataset.c_str(),
+                  static_cast<long long>(r.train_samples), static_cast<long long>(r.held_out_samples),
+                  static_cast<long long>(r.test_samples));
+      std::printf("  test top-1       %s\n", percent(r.test_top1).c_str());
+      std::printf("  held-out top-1   %s (epoch %lld of %lld kept)\n", percent(r.held_out_top1).c_str(),
+                  static_cast<long long>(r.best_epoch), static_cast<long long>(r.recipe.epochs));
+      std::printf("  ReLUs            %lld\n", static_cast<long long>(r.relu_count));
+      std::printf("  time per epoch   %.1f s training, %.0f images/s (%lld threads)\n",
+                  r.seconds_per_epoch, r.images_per_second, static_cast<long long>(r.threads));
+      std::printf("  this run         %.1f s\n", wall);
+      std::printf("  weights          %s\n", options.out.c_str());
+      std::printf("  record           %s\n", train::baseline_record_path(options.out).c_str());
+      return 0;
     }
-    std::printf("\n%s %s\n", base.trained ? "trained" : "loaded the cached baseline (--fresh retrains):",
-                r.model.c_str());
-    std::printf("  dataset          %s (%lld train, %lld held out, %lld test)\n", r.dataset.c_str(),
-                static_cast<long long>(r.train_samples), static_cast<long long>(r.held_out_samples),
-                static_cast<long long>(r.test_samples));
-    std::printf("  test top-1       %s\n", percent(r.test_top1).c_str());
-    std::printf("  held-out top-1   %s (epoch %lld of %lld kept)\n", percent(r.held_out_top1).c_str(),
-                static_cast<long long>(r.best_epoch), static_cast<long long>(r.recipe.epochs));
-    std::printf("  ReLUs            %lld\n", static_cast<long long>(r.relu_count));
-    std::printf("  time per epoch   %.1f s training, %.0f images/s (%lld threads)\n",
-                r.seconds_per_epoch, r.images_per_second, static_cast<long long>(r.threads));
-    std::printf("  this run         %.1f s\n", wall);
-    std::printf("  weights          %s\n", options.out.c_str());
-    std::printf("  record           %s\n", train::baseline_record_path(options.out).c_str());
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pretrain: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -77,8 +77,10 @@
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 
+#include <linearize/pipeline/baseline_data.hpp>
 #include <linearize/pipeline/budget.hpp>
 #include <linearize/pipeline/chain.hpp>
+#include <linearize/pipeline/criticality.hpp>
 #include <linearize/pipeline/pipeline.hpp>
 #include <linearize/pipeline/mask_search.hpp>
 #include <linearize/pipeline/run.hpp>

@@ -338,7 +338,8 @@ TEST_CASE("DeepReDuce criticality: every mode measures each stage and restores t
     run_result result;
     stage_report report;
     const auto options = quiet();
-    stage_context ctx(*net, teacher, data, options, 0, 300, finetune::distill{.epochs = 1}, result, report);
+    stage_context ctx(*net, teacher, data, options, 0, 300, finetune::distill{.epochs = 1},
+                      schedule::stagewise{}, result, report);
     const auto rows = select::measure_stage_criticality(ctx, {.mode = mode, .epochs = 1});
     REQUIRE(rows.size() == 3);
     std::set<size_t> ranks;

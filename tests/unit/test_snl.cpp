@@ -73,6 +73,20 @@ TEST_CASE("SNL: the count falls and stops at or below the budget; one history ro
   CHECK(result.images_forwarded > 0);
 }
 
+TEST_CASE("budget_tracking corrects at least once an epoch when an epoch is shorter than "
+          "check_every", "[snl]") {
+  // 192 images at batch 32: 6 steps an epoch, fewer than check_every.
+  const auto slow = schedule::budget_tracking{.epochs = 8, .lambda0 = 1e-3, .check_every = 1000};
+  auto net = tiny_conv(11, 4, 0.0);
+  const auto snl = pipeline(relax::l1_mix{}, slow, select::magnitude{}, finetune::distill{.epochs = 0});
+  const auto result = run(snl, net, net->copy(), tiny_data(), budget(40), quick_options());
+  REQUIRE_FALSE(result.history.empty());
+  REQUIRE(result.history.front().phase == "search");
+  // Corrected within the first epoch already: the weight it ended with is not lambda0.
+  CHECK(result.history.front().penalty_weight != Approx(1e-3));
+  CHECK(result.relu_count < 72);  // the search made headway (144 ReLUs at the start)
+}
+
 TEST_CASE("SNL with top_k hits the budget exactly; the same seed gives the same mask", "[snl]") {
   const auto method = pipeline(relax::l1_mix{}, tracking, select::top_k{}, finetune::distill{.epochs = 0});
   auto a = tiny_conv(12, 4, 0.0), b = tiny_conv(12, 4, 0.0);
@@ -85,6 +99,22 @@ TEST_CASE("SNL with top_k hits the budget exactly; the same seed gives the same 
   auto c = tiny_conv(12, 4, 0.0);
   const auto rc = run(method, c, c->copy(), tiny_data(), budget(37), other);
   CHECK(rc.relu_count == 37);
+}
+
+TEST_CASE("run() leaves the teacher as it was: one baseline serves several runs", "[snl]") {
+  const auto method = pipeline(relax::l1_mix{}, tracking, select::top_k{}, finetune::distill{.epochs = 1});
+  const auto baseline = tiny_conv(14, 4, 0.0);
+  const auto before = baseline->copy();
+  baseline->train();
+  for (const int64_t b : {60, 30}) {  // the second student is copied from the baseline after a run
+    auto student = baseline->copy();
+    const auto r = run(method, student, baseline, tiny_data(), budget(b), quick_options());
+    CHECK(r.relu_count == b);
+    CHECK(r.test_accuracy_after_finetune >= 0);
+    CHECK(baseline->is_training());
+    for (const auto& p : baseline->parameters()) CHECK(p.requires_grad());
+    CHECK(linearize::testing::same_state(*baseline, *before));
+  }
 }
 
 TEST_CASE("A budget of all ReLUs leaves the network unchanged", "[snl]") {

@@ -13,6 +13,8 @@
 #include <boost/hana.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <cstdint>
 #include <vector>
 
@@ -100,8 +102,10 @@ train::history mask_search(const Relax& relax, const Sched& sched, Context& ctx)
               },
           .after_step =
               [&](train::step_context& c) {
+                // At least once an epoch: an epoch shorter than every_steps() (a small training
+                // set) would otherwise never correct the penalty at all.
                 if constexpr (stepwise_penalty_scheduler<Sched>)
-                  if ((c.step + 1) % sched.every_steps() == 0)
+                  if ((c.step + 1) % std::max<int64_t>(1, std::min<int64_t>(sched.every_steps(), c.steps_per_epoch)) == 0)
                     sched.after_step(c.values, progress(c.values, c.epoch, c.step, c.steps_per_epoch));
               },
           .after_epoch =

@@ -121,13 +121,16 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
                const budget& b, const run_options& options = {}) {
   require(net != nullptr, "run: the network is null");
   require(teacher == nullptr || teacher.get() != net.get(),
-          "run: the teacher is the network being linearized; give a frozen copy (net->copy())");
+          "run: the teacher is the network being linearized; give a copy (net->copy())");
   for (const auto* part : {&data.train, &data.test}) part->validate();
   require(data.train.size() > 0 && data.test.size() > 0, "run: training set (", data.train.size(),
           " samples) and test set (", data.test.size(), " samples) must not be empty");
   if (data.held_out.size() > 0) data.held_out.validate();
   if (!options.work_dir.empty()) std::filesystem::create_directories(options.work_dir);
-  if (teacher) freeze(*teacher);
+  // KD reads a frozen copy: the caller's teacher stays as it was (often it is the baseline that
+  // the next run copies its student from, and a frozen baseline would give frozen students).
+  Network frozen_teacher = teacher ? teacher->copy() : nullptr;
+  if (frozen_teacher) freeze(*frozen_teacher);
 
   const auto start = std::chrono::steady_clock::now();
   run_result result;
@@ -146,7 +149,7 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
   size_t index = 0;
   boost::hana::for_each(stages_of(m), [&](const auto& stage) {
     const int64_t target = index < stage_budget.size() ? stage_budget[index] : result.budget;
-    detail::run_stage(stage, index, *net, teacher, data, options, target, result);
+    detail::run_stage(stage, index, *net, frozen_teacher, data, options, target, result);
     ++index;
   });
 

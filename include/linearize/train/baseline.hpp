@@ -135,7 +135,7 @@ inline constexpr const char* baseline_format = "linearize-baseline 1";
 
 inline std::string file_checksum(const std::filesystem::path& path) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", detail::fnv1a(read_file(path)));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(read_file(path))));
   return buf;
 }
 
