@@ -17,6 +17,8 @@
 //        [--baseline-epochs E] [--start N] [--start-epochs E] [--target N] [--drc N] [--tries K]
 //        [--adt A] [--finetune-epochs E] [--final-epochs E] [--scoring-size N]
 //        [--variants prototype,held-out,early,ours] [--seed S] [--work DIR]
+#include "../examples/cli.hpp"
+
 #include <linearize/data/dataset.hpp>
 #include <linearize/data/registry.hpp>
 #include <linearize/finetune/distill.hpp>
@@ -64,41 +66,41 @@ struct settings {
   fs::path work = "runs/bcd_cost";
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr, "bcd_cost: %s\n(see the top of benchmarks/bcd_cost.cpp for the options)\n",
-               why.c_str());
-  std::exit(2);
-}
+constexpr const char* usage = R"(usage: bcd_cost [options]   (defaults in brackets)
+  --train N [6000]  --held-out N [2000]  --test N [10000]  --width W [4]  --baseline-epochs E [8]
+  --start N [6000]  --start-epochs E [2]  --target N [3000]  --drc N [150]  --tries K [20]
+  --adt A [0.3]  --finetune-epochs E [1]  --final-epochs E [2]  --scoring-size N [0: all]
+  --variants prototype,held-out,early,ours  --seed S [0]  --work DIR [runs/bcd_cost]
+)";
 
-settings parse(int argc, char** argv) {
+settings parse(cli::arguments& args) {
   settings s;
-  std::map<std::string, std::string> kv;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.rfind("--", 0) != 0 || i + 1 >= argc) usage("expected --option value, got '" + a + "'");
-    kv[a.substr(2)] = argv[++i];
-  }
-  const auto integer = [&](const char* k, int64_t& v) {
-    if (auto it = kv.find(k); it != kv.end()) v = std::stoll(it->second), kv.erase(it);
+  const auto count = [&](const char* k, int64_t& v, bool zero_ok = false) {
+    v = zero_ok ? args.number<int64_t>(k, v, cli::non_negative, "a count >= 0")
+                : args.number<int64_t>(k, v, cli::positive, "a positive count");
   };
-  integer("train", s.train);
-  integer("held-out", s.held_out);
-  integer("test", s.test);
-  integer("width", s.width);
-  integer("baseline-epochs", s.baseline_epochs);
-  integer("start", s.start);
-  integer("start-epochs", s.start_epochs);
-  integer("target", s.target);
-  integer("drc", s.drc);
-  integer("tries", s.tries);
-  integer("finetune-epochs", s.finetune_epochs);
-  integer("final-epochs", s.final_epochs);
-  integer("scoring-size", s.scoring_size);
-  if (auto it = kv.find("adt"); it != kv.end()) s.adt = std::stod(it->second), kv.erase(it);
-  if (auto it = kv.find("seed"); it != kv.end()) s.seed = std::stoull(it->second), kv.erase(it);
-  if (auto it = kv.find("variants"); it != kv.end()) s.variants = it->second, kv.erase(it);
-  if (auto it = kv.find("work"); it != kv.end()) s.work = it->second, kv.erase(it);
-  if (!kv.empty()) usage("unknown option --" + kv.begin()->first);
+  count("train", s.train);
+  count("held-out", s.held_out);
+  count("test", s.test);
+  count("width", s.width);
+  count("baseline-epochs", s.baseline_epochs);
+  count("start", s.start);
+  count("start-epochs", s.start_epochs, true);
+  count("target", s.target);
+  count("drc", s.drc);
+  count("tries", s.tries);
+  count("finetune-epochs", s.finetune_epochs, true);
+  count("final-epochs", s.final_epochs, true);
+  count("scoring-size", s.scoring_size, true);
+  s.adt = args.number<double>("adt", s.adt, cli::non_negative, "accuracy points >= 0");
+  s.seed = args.number<uint64_t>("seed", s.seed, cli::non_negative, "a seed");
+  s.variants = args.text("variants", s.variants);
+  std::stringstream list(s.variants);
+  for (std::string v; std::getline(list, v, ',');)  // checked before any training starts
+    if (v != "prototype" && v != "held-out" && v != "early" && v != "ours")
+      throw cli::usage_error{"--variants: unknown variant '" + v + "'; expected prototype, held-out, early or ours"};
+  s.work = args.text("work", s.work.string());
+  args.finish();
   return s;
 }
 
@@ -205,7 +207,7 @@ outcome run_variant(const std::string& variant, const settings& s, const run_dat
   if (variant == "prototype" || variant == "held-out") policy.rejection.enabled = false;
   if (variant != "ours") policy.proposals = select::proposal::uniform;
   if (variant != "prototype" && variant != "held-out" && variant != "early" && variant != "ours")
-    usage("unknown variant '" + variant + "'");
+    throw cli::usage_error{"--variants: unknown variant '" + variant + "'; expected prototype, held-out, early or ours"};
   const auto method = pipeline(policy, schedule::fixed_step{.drc = s.drc},
                                finetune::distill{.epochs = s.final_epochs});
   auto net = start->copy();
@@ -227,9 +229,9 @@ outcome run_variant(const std::string& variant, const settings& s, const run_dat
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_benchmark(cli::arguments& args) {
+  const auto s = parse(args);
   const auto rt = runtime::configure();
-  const auto s = parse(argc, argv);
   fs::create_directories(s.work);
   std::printf("bcd_cost: %d threads; ResNet18-IN width %lld on Fashion-MNIST (train %lld, held-out "
               "%lld, test %lld)\n",
@@ -287,3 +289,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+int main(int argc, char** argv) { return cli::main(argc, argv, usage, run_benchmark); }

@@ -82,6 +82,8 @@ TEST_CASE("budgets parse as counts, percentages and fractions", "[pipeline]") {
   CHECK(parse_budget("100%").resolve(96'000) == 96'000);
   for (const char* bad : {"", "abc", "3%%", "-5", "0", "1.5", "12x"})
     expect_error([&] { (void)parse_budget(bad); }, "not understood");
+  expect_error([&] { (void)parse_budget("200%"); }, "above 100%");
+  expect_error([&] { (void)parse_budget("96001").resolve(96'000); }, "expected 1 to 96000");
 }
 
 TEST_CASE("relaxations: gates, penalties, kept entries", "[pipeline][relax]") {

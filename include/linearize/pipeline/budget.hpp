@@ -56,7 +56,10 @@ class budget {
   double value = 0;
   const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
   if (ec != std::errc() || end != number.data() + number.size() || !(value > 0)) bad();
-  if (percent) return budget::fraction(value / 100);
+  if (percent) {
+    require(value <= 100, "budget '", text, "' is above 100% of the ReLUs; expected a percentage in (0, 100]");
+    return budget::fraction(value / 100);
+  }
   if (number.find('.') != std::string_view::npos) {
     if (value >= 1) bad();
     return budget::fraction(value);
