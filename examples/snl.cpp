@@ -21,8 +21,8 @@ constexpr const char* usage = R"(usage: snl [options]
                         lambda *= 1.1 on plateaus; needs hundreds of epochs)          [tracking]
   --select R            magnitude (SNL: mask > 0.01) or top_k (exactly the budget)   [magnitude]
   --search-epochs N     planned mask-search epochs for the tracking schedule        [6]
-  --lambda0 X           initial penalty weight                                        [1e-5]
-  --max-change X        tracking: the most the weight changes per correction             [2]
+  --lambda0 X           initial penalty weight (where this network's count starts to move) [3e-4]
+  --max-change X        tracking: the most the weight changes per correction           [1.1]
   --max-epochs N        lasso: give up after N search epochs                           [2000]
   --finetune-epochs N   KD finetuning epochs after binarization                        [5]
   --no-recalibrate      skip re-estimating BatchNorm statistics after binarization
@@ -48,8 +48,8 @@ int main(int argc, char** argv) {
     const auto search_epochs = args.number<int64_t>("search-epochs", 6, cli::positive, "a positive count");
     const auto finetune_epochs = args.number<int64_t>("finetune-epochs", 5, cli::non_negative, "a count >= 0");
     const bool recalibrate = !args.flag("no-recalibrate");
-    const auto lambda0 = args.number<double>("lambda0", 1e-5, cli::positive, "a positive weight");
-    const auto max_change = args.number<double>("max-change", 2.0, [](double v) { return v > 1; }, "a factor > 1");
+    const auto lambda0 = args.number<double>("lambda0", 3e-4, cli::positive, "a positive weight");
+    const auto max_change = args.number<double>("max-change", 1.1, [](double v) { return v > 1; }, "a factor > 1");
     const auto max_epochs = args.number<int64_t>("max-epochs", 2000, cli::positive, "a positive count");
     const auto step_scale = args.number<double>("step-scale", 10, cli::positive, "a positive factor");
     const auto subset = args.number<int64_t>("train-subset", 0, cli::non_negative, "a count >= 0");
