@@ -19,6 +19,7 @@ using namespace linearize;
 using linearize::testing::expect_error;
 using linearize::testing::stripes;
 using linearize::testing::temp_dir;
+using linearize::testing::quick_options;
 using linearize::testing::tiny_conv;
 using select::coordinate_block;
 using select::coordinate_report;
@@ -33,13 +34,6 @@ run_data tiny_data(int64_t held_out = 96) {
   return {.train = stripes(192, 1), .held_out = stripes(held_out, 2), .test = stripes(96, 3)};
 }
 
-run_options quick_options() {
-  run_options o;
-  o.batch_size = 32;
-  o.search_optimizer = train::adam{.lr = 0.05};
-  o.progress.mode = train::progress_mode::silent;
-  return o;
-}
 
 /// A tiny network trained for a few epochs, so that linearizing ReLUs costs accuracy.
 std::shared_ptr<testing::TinyConvImpl> trained_tiny(uint64_t seed) {

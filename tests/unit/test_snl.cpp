@@ -18,6 +18,7 @@ using namespace linearize;
 using linearize::testing::close;
 using linearize::testing::expect_error;
 using linearize::testing::stripes;
+using linearize::testing::quick_options;
 using linearize::testing::tiny_conv;
 
 namespace {
@@ -26,15 +27,6 @@ run_data tiny_data() {
   return {.train = stripes(192, 1), .held_out = stripes(48, 2), .test = stripes(96, 3)};
 }
 
-run_options quick_options() {
-  run_options o;
-  o.batch_size = 32;
-  // A fast mask optimizer: with SNL's lr of 1e-3 a mask entry needs ~1000 steps to fall from
-  // 1 to the 0.01 threshold, more than this tiny data set has.
-  o.search_optimizer = train::adam{.lr = 0.05};
-  o.progress.mode = train::progress_mode::silent;
-  return o;
-}
 
 constexpr auto tracking = schedule::budget_tracking{.epochs = 8, .lambda0 = 1e-3, .check_every = 2};
 

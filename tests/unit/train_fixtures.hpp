@@ -5,6 +5,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/data/dataset.hpp>
+#include <linearize/pipeline/run_types.hpp>
 
 #include <torch/torch.h>
 
@@ -82,6 +83,17 @@ inline bool same_state(const torch::nn::Module& a, const torch::nn::Module& b) {
     if (!y || !torch::equal(x.value(), *y)) return false;
   }
   return true;
+}
+
+/// Run options for pipelines on the stripes data: small batches, silent, and a fast mask
+/// optimizer (with SNL's lr of 1e-3 a mask entry needs ~1000 steps to fall from 1 to the 0.01
+/// threshold, more than this tiny data set has).
+inline run_options quick_options() {
+  run_options o;
+  o.batch_size = 32;
+  o.search_optimizer = train::adam{.lr = 0.05};
+  o.progress.mode = train::progress_mode::silent;
+  return o;
 }
 
 }  // namespace linearize::testing
