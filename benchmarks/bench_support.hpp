@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -53,25 +54,37 @@ class ratio_reporter : public benchmark::ConsoleReporter {
       : ConsoleReporter(isatty(fileno(stdout)) ? OO_ColorTabular : OO_Tabular),
         ratios_(std::move(ratios)) {}
 
+  // With --benchmark_repetitions the ratio is of medians (the machine is noisy; add
+  // --benchmark_enable_random_interleaving=true so both sides see the same disturbances).
   void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& r : runs)
-      if (!r.error_occurred && r.run_type == Run::RT_Iteration)
-        times_[r.benchmark_name()] = r.GetAdjustedRealTime();
+    for (const auto& r : runs) {
+      if (r.error_occurred) continue;
+      if (r.run_type == Run::RT_Iteration) samples_[r.run_name.str()].push_back(r.GetAdjustedRealTime());
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
+        medians_[r.run_name.str()] = r.GetAdjustedRealTime();
+    }
     ConsoleReporter::ReportRuns(runs);
   }
 
   void Finalize() override {
     ConsoleReporter::Finalize();
+    std::map<std::string, double> times = medians_;
+    for (auto& [name, v] : samples_) {
+      if (times.count(name) != 0 || v.empty()) continue;
+      std::sort(v.begin(), v.end());
+      const size_t h = v.size() / 2;
+      times[name] = v.size() % 2 == 1 ? v[h] : (v[h - 1] + v[h]) / 2;
+    }
     std::printf("\nRatios (same run; real time; %s):\n",
                 linearize::runtime::current().allocator_name().c_str());
     for (const auto& q : ratios_) {
-      for (const auto& [name, t] : times_) {
+      for (const auto& [name, t] : times) {
         const auto at = name.find(q.numerator);
         if (at == std::string::npos) continue;
         std::string other = name;
         other.replace(at, q.numerator.size(), q.denominator);
-        const auto it = times_.find(other);
-        if (it == times_.end() || it->second <= 0) continue;
+        const auto it = times.find(other);
+        if (it == times.end() || it->second <= 0) continue;
         std::printf("  %-40s %-16s %6.2f\n", name.substr(0, name.find("/min_warmup")).c_str(),
                     q.label.c_str(), t / it->second);
       }
@@ -80,7 +93,8 @@ class ratio_reporter : public benchmark::ConsoleReporter {
 
  private:
   std::vector<ratio> ratios_;
-  std::map<std::string, double> times_;
+  std::map<std::string, std::vector<double>> samples_;  // real time of each repetition
+  std::map<std::string, double> medians_;                 // Google Benchmark's own medians
 };
 
 }  // namespace linearize::bench

@@ -61,6 +61,8 @@ TEST_CASE("fused masked ReLU equals the plain formula", "[kernels]") {
       {4, 16, 8, 8},   // multiples of the vector width
       {3, 11},         // 2-d activation (channel = feature)
       {2, 64, 32, 32}, // large enough to be split across threads
+      {6, 5, 4, 4},    // batch not a multiple of the kernel's 4-sample blocks
+      {1, 16, 64, 64}, // batch 1 with enough entries that the entries are split across threads
   };
   for (auto dtype : {torch::kFloat, torch::kDouble}) {
     for (const auto& s : shapes) {
@@ -73,6 +75,23 @@ TEST_CASE("fused masked ReLU equals the plain formula", "[kernels]") {
         }
       }
     }
+  }
+}
+
+TEST_CASE("fused masked ReLU streams large outputs past the cache, same values", "[kernels]") {
+  // Outputs of at least detail::stream_bytes take the non-temporal-store path; batch 6 also
+  // leaves two samples for the ordinary path after one 4-sample block.
+  torch::manual_seed(4);
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    const int64_t bytes = torch::elementSize(dtype);
+    const int64_t entries = kernels::detail::stream_bytes / (6 * bytes);
+    auto x = torch::randn({6, entries}, torch::TensorOptions().dtype(dtype));
+    REQUIRE(x.numel() * bytes >= kernels::detail::stream_bytes);
+    auto a = make_gate(entries, false, dtype);
+    torch::NoGradGuard no_grad;
+    const auto y = kernels::masked_relu(x, a), expected = x - a * x.clamp_max(0);
+    INFO("dtype " << dtype << ", largest difference " << (y - expected).abs().max().item<double>());
+    CHECK(close(y, expected, 1e-6, 1e-6));  // not bit-equal: the kernel may fuse multiply-add
   }
 }
 
