@@ -174,6 +174,24 @@ TEST_CASE("a corrupt or mismatched baseline cache is a clear error", "[train]") 
     std::ofstream(dir / "tiny.json") << "{\"format\": \"linearize-baseline 1\", \"complete\": true}";
     expect_error([&] { again(opts); }, "has no member 'model'");
   }
+  SECTION("a record of another format or recipe kind") {
+    const auto rewrite = [&](const std::string& key, const std::string& value) {
+      auto j = io::read_flat_json(dir / "tiny.json");
+      j.set(key, value);
+      io::write_flat_json(dir / "tiny.json", j);
+    };
+    rewrite("format", "linearize-baseline 0");
+    expect_error([&] { again(opts); }, "member 'format' = 'linearize-baseline 0'; expected 'linearize-baseline 1'");
+    rewrite("format", "linearize-baseline 1");
+    rewrite("optimizer", "adam");
+    expect_error([&] { again(opts); }, "member 'optimizer' = 'adam'; expected 'sgd'");
+  }
+  SECTION("a record with a negative seed") {
+    auto j = io::read_flat_json(dir / "tiny.json");
+    j.set("seed", -3);
+    io::write_flat_json(dir / "tiny.json", j);
+    expect_error([&] { again(opts); }, "member 'seed' = -3; expected a number >= 0");
+  }
   SECTION("fresh ignores the damaged cache") {
     std::ofstream(dir / "tiny.json") << "not json at all";
     auto fresh = opts;

@@ -73,6 +73,22 @@ class flat_json {
     require(v != nullptr, "'", source, "': member '", key, "' is not true or false");
     return *v;
   }
+  /// Reads member `key` into `out` by out's type (text, true/false, whole or real number), so
+  /// a field table can drive both writing (set) and reading.
+  template <class T>
+  void get(std::string_view key, std::string_view source, T& out) const {
+    if constexpr (std::same_as<T, std::string>) out = text(key, source);
+    else if constexpr (std::same_as<T, bool>) out = boolean(key, source);
+    else if constexpr (std::integral<T>) {
+      const int64_t v = integer(key, source);
+      require(!std::unsigned_integral<T> || v >= 0, "'", source, "': member '", key, "' = ", v,
+              "; expected a number >= 0");
+      out = static_cast<T>(v);
+    } else {
+      static_assert(std::floating_point<T>, "flat_json::get: text, bool, integer or floating point");
+      out = static_cast<T>(number(key, source));
+    }
+  }
 
  private:
   [[nodiscard]] const json_value* find(std::string_view key) const {

@@ -145,88 +145,89 @@ inline std::string dataset_family(const std::string& name) {
   return slash == std::string::npos ? name : name.substr(0, slash);
 }
 
-inline void put(io::flat_json& j, const baseline_recipe& r) {
-  j.set("epochs", r.epochs)
-      .set("batch_size", r.batch_size)
-      .set("optimizer", "sgd")
-      .set("lr", r.lr)
-      .set("schedule", "cosine")
-      .set("momentum", r.momentum)
-      .set("weight_decay", r.weight_decay)
-      .set("crop_padding", r.augment.crop_padding)
-      .set("horizontal_flip", r.augment.horizontal_flip)
-      .set("held_out_fraction", r.held_out_fraction)
-      .set("seed", static_cast<int64_t>(r.seed));
+// The record file's members in file order, as (name, reference) pairs: the one list that
+// writing and reading both walk, so the two cannot drift apart. A fixed_text member is written
+// as given and must read back equal (the recipe's optimizer and schedule are not options).
+struct fixed_text {
+  const char* value;
+};
+
+template <class Recipe, class F>  // Recipe: baseline_recipe, const or not
+void recipe_fields(Recipe& r, F&& f) {
+  f("epochs", r.epochs);
+  f("batch_size", r.batch_size);
+  f("optimizer", fixed_text{"sgd"});
+  f("lr", r.lr);
+  f("schedule", fixed_text{"cosine"});
+  f("momentum", r.momentum);
+  f("weight_decay", r.weight_decay);
+  f("crop_padding", r.augment.crop_padding);
+  f("horizontal_flip", r.augment.horizontal_flip);
+  f("held_out_fraction", r.held_out_fraction);
+  f("seed", r.seed);
 }
+
+template <class Record, class F>  // Record: baseline_record, const or not
+void record_fields(Record& r, F&& f) {
+  f("format", fixed_text{baseline_format});
+  f("complete", r.complete);
+  f("model", r.model);
+  f("dataset", r.dataset);
+  f("classes", r.classes);
+  f("channels", r.channels);
+  f("image_height", r.image_height);
+  f("image_width", r.image_width);
+  recipe_fields(r.recipe, f);
+  f("train_samples", r.train_samples);
+  f("held_out_samples", r.held_out_samples);
+  f("test_samples", r.test_samples);
+  f("best_epoch", r.best_epoch);
+  f("held_out_top1", r.held_out_top1);
+  f("test_top1", r.test_top1);
+  f("test_top5", r.test_top5);
+  f("relu_count", r.relu_count);
+  f("seconds_per_epoch", r.seconds_per_epoch);
+  f("images_per_second", r.images_per_second);
+  f("threads", r.threads);
+  f("weights", r.weights);
+  f("weights_fnv1a", r.weights_fnv1a);
+}
+
+struct field_writer {
+  io::flat_json& j;
+  void operator()(const char* key, fixed_text v) const { j.set(key, v.value); }
+  template <class T>
+  void operator()(const char* key, const T& v) const { j.set(key, v); }
+};
+
+struct field_reader {
+  const io::flat_json& j;
+  const std::string& where;
+  void operator()(const char* key, fixed_text v) const {
+    const auto& got = j.text(key, where);
+    require(got == v.value, "'", where, "': member '", key, "' = '", got, "'; expected '",
+            v.value, "'");
+  }
+  template <class T>
+  void operator()(const char* key, T& v) const { j.get(key, where, v); }
+};
 
 inline io::flat_json to_json(const baseline_record& r) {
   io::flat_json j;
-  j.set("format", baseline_format)
-      .set("complete", r.complete)
-      .set("model", r.model)
-      .set("dataset", r.dataset)
-      .set("classes", r.classes)
-      .set("channels", r.channels)
-      .set("image_height", r.image_height)
-      .set("image_width", r.image_width);
-  put(j, r.recipe);
-  j.set("train_samples", r.train_samples)
-      .set("held_out_samples", r.held_out_samples)
-      .set("test_samples", r.test_samples)
-      .set("best_epoch", r.best_epoch)
-      .set("held_out_top1", r.held_out_top1)
-      .set("test_top1", r.test_top1)
-      .set("test_top5", r.test_top5)
-      .set("relu_count", r.relu_count)
-      .set("seconds_per_epoch", r.seconds_per_epoch)
-      .set("images_per_second", r.images_per_second)
-      .set("threads", r.threads)
-      .set("weights", r.weights)
-      .set("weights_fnv1a", r.weights_fnv1a);
+  record_fields(r, field_writer{j});
   return j;
 }
 
 inline baseline_record record_from(const io::flat_json& j, const std::string& where) {
-  const auto format = j.text("format", where);
-  require(format == baseline_format, "'", where, "' is a record of format '", format,
-          "'; expected '", baseline_format, "'");
   baseline_record r;
-  r.complete = j.boolean("complete", where);
-  r.model = j.text("model", where);
-  r.dataset = j.text("dataset", where);
-  r.classes = j.integer("classes", where);
-  r.channels = j.integer("channels", where);
-  r.image_height = j.integer("image_height", where);
-  r.image_width = j.integer("image_width", where);
-  r.recipe.epochs = j.integer("epochs", where);
-  r.recipe.batch_size = j.integer("batch_size", where);
-  r.recipe.lr = j.number("lr", where);
-  r.recipe.momentum = j.number("momentum", where);
-  r.recipe.weight_decay = j.number("weight_decay", where);
-  r.recipe.augment.crop_padding = j.integer("crop_padding", where);
-  r.recipe.augment.horizontal_flip = j.boolean("horizontal_flip", where);
-  r.recipe.held_out_fraction = j.number("held_out_fraction", where);
-  r.recipe.seed = static_cast<uint64_t>(j.integer("seed", where));
-  r.train_samples = j.integer("train_samples", where);
-  r.held_out_samples = j.integer("held_out_samples", where);
-  r.test_samples = j.integer("test_samples", where);
-  r.best_epoch = j.integer("best_epoch", where);
-  r.held_out_top1 = j.number("held_out_top1", where);
-  r.test_top1 = j.number("test_top1", where);
-  r.test_top5 = j.number("test_top5", where);
-  r.relu_count = j.integer("relu_count", where);
-  r.seconds_per_epoch = j.number("seconds_per_epoch", where);
-  r.images_per_second = j.number("images_per_second", where);
-  r.threads = j.integer("threads", where);
-  r.weights = j.text("weights", where);
-  r.weights_fnv1a = j.text("weights_fnv1a", where);
+  record_fields(r, field_reader{j, where});
   return r;
 }
 
 /// The recipe as "name value" words, for comparing two recipes and saying how they differ.
 inline std::string recipe_text(const baseline_recipe& r) {
   io::flat_json j;
-  put(j, r);
+  recipe_fields(r, field_writer{j});
   std::string out;
   for (const auto& [k, v] : j.members()) {
     out += (out.empty() ? "" : ", ") + k + ' ';
