@@ -174,6 +174,40 @@ TEST_CASE("budget_tracking raises the weight when behind the plan and lowers it 
   CHECK(s.after_epoch(st, p));
 }
 
+TEST_CASE("budget_tracking does not wind up once the count stops responding",
+          "[pipeline][schedule]") {
+  // The count falls with the weight at first, then sticks at a floor far above the budget (as
+  // gates jittering around the threshold do): the weight must stay within windup_limit of the
+  // weight at the last new minimum, and the search ends once the plan is done and an epoch at
+  // the cap brought no new minimum.
+  schedule::budget_tracking s{.epochs = 4, .plan_fraction = 0.5, .lambda0 = 1e-3,
+                              .check_every = 1, .max_change = 1.5, .windup_limit = 4};
+  search_progress p{.steps_per_epoch = 20, .total = 10'000, .budget = 100, .start_count = 10'000};
+  scalars st;
+  s.start(st);
+  double weight_at_floor = 0;
+  bool stopped = false;
+  for (p.epoch = 0; p.epoch < s.max_epochs() && !stopped; ++p.epoch) {
+    for (p.step = 0; p.step < p.steps_per_epoch; ++p.step) {
+      const double w = st[penalty_weight_key];
+      // Responds like 10,000 * (1e-3 / w) down to a floor of 3,000.
+      p.count = std::max<int64_t>(3'000, static_cast<int64_t>(10'000 * std::min(1.0, 1e-3 / w)));
+      if (p.count == 3'000 && weight_at_floor == 0) weight_at_floor = w;
+      s.after_step(st, p);
+      if (weight_at_floor > 0) CHECK(st[penalty_weight_key] <= weight_at_floor * 4 * 1.5 + 1e-12);
+    }
+    stopped = s.after_epoch(st, p);
+    if (stopped) CHECK(s.saturated(st, p));
+  }
+  REQUIRE(weight_at_floor > 0);  // the count did reach its floor
+  CHECK(stopped);
+  CHECK(p.epoch < s.max_epochs());  // ended by saturation, before the overtime ran out
+  expect_error([] {
+    scalars fresh;
+    schedule::budget_tracking{.windup_limit = 1}.start(fresh);
+  }, "windup_limit 1 > 1");
+}
+
 TEST_CASE("fixed_step: T = ceil((B_ref - B_target) / DRC)", "[pipeline][schedule]") {
   CHECK(schedule::fixed_step{.drc = 100}.steps(15'000, 7'500) == 75);
   CHECK(schedule::fixed_step{.drc = 100}.steps(15'001, 7'500) == 76);
