@@ -83,7 +83,8 @@ inline constexpr int64_t grain = 16384;
 // With an element gate every sample reads the whole gate alongside its input: a third stream
 // next to input and output, measured at 1.3-1.5x the time of a copy even where the gate sits in
 // L1. Loading one gate vector for `rows` samples at a time cuts that stream by the block height
-// (4 rows: within 10% of a copy, measured; 8 rows: slower again, too many streams).
+// (4 rows: 1.1-1.2x a copy where the data stay in cache, measured; 8 rows: slower again, too
+// many streams).
 inline constexpr int64_t row_block = 4;
 
 // One tile: `Rows` samples against one piece of the gate, the piece's first element at offset
@@ -140,8 +141,8 @@ void for_each_row_tile(gate_layout l, const T* a, VecOp vec_op, ScalarOp scalar_
 // Outputs at least this large are written around the cache (non-temporal stores): input and
 // output then no longer fit one 32 MiB L3 slice, so the output would be evicted before the next
 // layer reads it anyway, and streaming saves the read-for-ownership of every output line.
-// Measured at 128x64x32x32 (32 MiB): 1.25x a copy with ordinary stores, 0.95x streamed; at
-// 16 MiB streaming was slower (the output still fits in cache), hence the threshold.
+// Measured at 128x64x32x32 (32 MiB): 5-8% faster than ordinary stores (medians of interleaved
+// runs); at 16 MiB streaming was slower (the output still fits in cache), hence the threshold.
 inline constexpr int64_t stream_bytes = 24LL << 20;
 
 // Stores v at p, aligned to the vector width, bypassing the cache where the ISA allows.
