@@ -3,9 +3,9 @@
 //   composed  the formula as the SNL code writes it: relu(x) * a + (1 - a) * x, plain ops
 //   memcpy    copying the same input bytes into an existing output buffer (the floor)
 // forward (no autograd) and forward_backward (soft element mask, gradients for x and mask).
-// Run: ./build/benchmarks/relu_slot_bench --benchmark_repetitions=5 \
-//        --benchmark_enable_random_interleaving=true   (ratios of medians; noisy machine)
-//      LINEARIZE_ALLOCATOR=default in the environment: glibc defaults
+// Run (ratios of medians over interleaved repetitions; the machine is noisy):
+//   ./build/benchmarks/relu_slot_bench --benchmark_repetitions=7 --benchmark_enable_random_interleaving=true
+//   LINEARIZE_ALLOCATOR=default in the environment measures with glibc's default allocator settings
 #include "bench_support.hpp"
 
 #include <linearize/core/kernels.hpp>
