@@ -82,10 +82,22 @@ int main(int argc, char** argv) {
     linearize::run_options options;
     options.seed = seed;
     options.augment = base.record.recipe.augment;
+    // Every setting that changes the run is in the default directory's name: a checkpoint is only
+    // ever resumed by the same command, never by one with, say, another plan length.
+    const auto num = [](double v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", v);
+      return std::string(buf);
+    };
+    const std::string search_setting =
+        schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change)
+                               : "me" + std::to_string(max_epochs);
     options.work_dir = work_dir ? std::filesystem::path(*work_dir)
                                 : std::filesystem::path("runs/snl") /
                                       (linearize::train::default_baseline_path(spec).stem().string() +
-                                       "_b" + budget_text + "_" + schedule + "_" + selection +
+                                       "_b" + budget_text + "_" + schedule + "_" + search_setting +
+                                       "_l" + num(lambda0) + "_ss" + num(step_scale) + "_" + selection +
+                                       "_f" + std::to_string(finetune_epochs) + (recalibrate ? "" : "_norecal") +
                                        "_n" + std::to_string(subset) + "_s" + std::to_string(seed));
     const linearize::finetune::distill finetune{.epochs = finetune_epochs, .recalibrate_bn = recalibrate};
 
