@@ -23,6 +23,8 @@ constexpr const char* usage = R"(usage: snl [options]
   --search-epochs N     planned mask-search epochs for the tracking schedule        [6]
   --lambda0 X           initial penalty weight (where this network's count starts to move) [3e-4]
   --max-change X        tracking: the most the weight changes per correction           [1.1]
+  --windup-limit X      tracking: the weight stays within X of the weight at the latest
+                        new minimum count (anti-windup; see budget_tracking.hpp)       [4]
   --max-epochs N        lasso: give up after N search epochs                           [2000]
   --finetune-epochs N   KD finetuning epochs after binarization                        [5]
   --no-recalibrate      skip re-estimating BatchNorm statistics after binarization
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
     const bool recalibrate = !args.flag("no-recalibrate");
     const auto lambda0 = args.number<double>("lambda0", 3e-4, cli::positive, "a positive weight");
     const auto max_change = args.number<double>("max-change", 1.1, [](double v) { return v > 1; }, "a factor > 1");
+    const auto windup_limit = args.number<double>("windup-limit", 4, [](double v) { return v > 1; }, "a factor > 1");
     const auto max_epochs = args.number<int64_t>("max-epochs", 2000, cli::positive, "a positive count");
     const auto step_scale = args.number<double>("step-scale", 10, cli::positive, "a positive factor");
     const auto subset = args.number<int64_t>("train-subset", 0, cli::non_negative, "a count >= 0");
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
       return std::string(buf);
     };
     const std::string search_setting =
-        schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change)
+        schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change) + "_wl" + num(windup_limit)
                                : "me" + std::to_string(max_epochs);
     options.work_dir = work_dir ? std::filesystem::path(*work_dir)
                                 : std::filesystem::path("runs/snl") /
@@ -109,7 +112,8 @@ int main(int argc, char** argv) {
       return linearize::run(snl, net, base.net, data, budget, options);
     };
     const auto tracking = linearize::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = lambda0,
-                                                               .max_change = max_change};
+                                                               .max_change = max_change,
+                                                               .windup_limit = windup_limit};
     const auto lasso = linearize::schedule::lasso_growth{.lambda0 = lambda0, .epoch_cap = max_epochs};
     const auto result =
         schedule == "tracking"
