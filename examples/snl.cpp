@@ -24,7 +24,7 @@ constexpr const char* usage = R"(usage: snl [options]
   --lambda0 X           initial penalty weight (where this network's count starts to move) [3e-4]
   --max-change X        tracking: the most the weight changes per correction           [1.1]
   --windup-limit X      tracking: the weight stays within X of the weight at the latest
-                        new minimum count (anti-windup; see budget_tracking.hpp)       [4]
+                        new minimum count (anti-windup; see budget_tracking.hpp)       [2]
   --max-epochs N        lasso: give up after N search epochs                           [2000]
   --finetune-epochs N   KD finetuning epochs after binarization                        [5]
   --no-recalibrate      skip re-estimating BatchNorm statistics after binarization
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     const bool recalibrate = !args.flag("no-recalibrate");
     const auto lambda0 = args.number<double>("lambda0", 3e-4, cli::positive, "a positive weight");
     const auto max_change = args.number<double>("max-change", 1.1, [](double v) { return v > 1; }, "a factor > 1");
-    const auto windup_limit = args.number<double>("windup-limit", 4, [](double v) { return v > 1; }, "a factor > 1");
+    const auto windup_limit = args.number<double>("windup-limit", 2, [](double v) { return v > 1; }, "a factor > 1");
     const auto max_epochs = args.number<int64_t>("max-epochs", 2000, cli::positive, "a positive count");
     const auto step_scale = args.number<double>("step-scale", 10, cli::positive, "a positive factor");
     const auto subset = args.number<int64_t>("train-subset", 0, cli::non_negative, "a count >= 0");
