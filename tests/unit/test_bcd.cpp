@@ -34,7 +34,6 @@ run_data tiny_data(int64_t held_out = 96) {
   return {.train = stripes(192, 1), .held_out = stripes(held_out, 2), .test = stripes(96, 3)};
 }
 
-
 /// A tiny network trained for a few epochs, so that linearizing ReLUs costs accuracy.
 std::shared_ptr<testing::TinyConvImpl> trained_tiny(uint64_t seed) {
   auto net = tiny_conv(seed, 4, 0.0);

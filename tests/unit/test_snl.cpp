@@ -27,7 +27,6 @@ run_data tiny_data() {
   return {.train = stripes(192, 1), .held_out = stripes(48, 2), .test = stripes(96, 3)};
 }
 
-
 constexpr auto tracking = schedule::budget_tracking{.epochs = 8, .lambda0 = 1e-3, .check_every = 2};
 
 }  // namespace

@@ -137,6 +137,20 @@ void for_each_row_tile(gate_layout l, const T* a, VecOp vec_op, ScalarOp scalar_
   });
 }
 
+// Channel / layer granularity: runs op(i, gate value, len) over the runs of elements from
+// offset i that share one gate value, in parallel.
+template <class T, class Op>
+void for_each_span(gate_layout l, const T* a, Op op) {
+  const int64_t total = l.batch * l.entries * l.span;
+  at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t k = i % l.span, len = std::min(end - i, l.span - k);
+      op(i, a[(i / l.span) % l.entries], len);
+      i += len;
+    }
+  });
+}
+
 // ---- forward -------------------------------------------------------------------------------
 // Outputs at least this large are written around the cache (non-temporal stores): input and
 // output then no longer fit one 32 MiB L3 slice, so the output would be evicted before the next
@@ -199,14 +213,7 @@ void forward_pass(const T* x, const T* a, T* y, gate_layout l) {
                         scalar, [] {});
     return;
   }
-  const int64_t total = l.batch * l.entries * l.span;
-  at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {  // walk along one span that shares a gate value
-      const int64_t k = i % l.span, len = std::min(end - i, l.span - k);
-      forward_constant(x + i, a[(i / l.span) % l.entries], y + i, len);
-      i += len;
-    }
-  });
+  for_each_span(l, a, [x, y](int64_t i, T ai, int64_t len) { forward_constant(x + i, ai, y + i, len); });
 }
 
 // ---- backward ------------------------------------------------------------------------------
@@ -273,7 +280,6 @@ double backward_span_constant(const T* g, const T* x, T a, T* dx, int64_t len) {
 
 template <class T>
 void backward_pass(const T* g, const T* x, const T* a, T* dx, T* da, gate_layout l) {
-  const int64_t total = l.batch * l.entries * l.span;
   if (!da && l.span == 1) {  // hard mask or frozen gate, element granularity: only dx
     using Vec = at::vec::Vectorized<T>;
     for_each_row_tile(
@@ -286,12 +292,8 @@ void backward_pass(const T* g, const T* x, const T* a, T* dx, T* da, gate_layout
     return;
   }
   if (!da) {  // hard mask or frozen gate, shared gate values: only dx, one flat pass
-    at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end;) {
-        const int64_t k = i % l.span, len = std::min(end - i, l.span - k);
-        backward_dx_constant(g + i, x + i, a[(i / l.span) % l.entries], dx + i, len);
-        i += len;
-      }
+    for_each_span(l, a, [g, x, dx](int64_t i, T ai, int64_t len) {
+      backward_dx_constant(g + i, x + i, ai, dx + i, len);
     });
     return;
   }
