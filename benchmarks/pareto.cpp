@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
     if (wants(s, "deepreduce")) {
       std::printf("\n== DeepReDuce\n");
       const auto o = work("deepreduce");
-      const auto measured = lz::measure_criticality(base.net, base.net, data, o,
+      const auto measured = lz::select::measure_criticality(base.net, base.net, data, o,
                                                     {.epochs = s.criticality_epochs}, finetune);
       std::cout << lz::select::describe_criticality(measured.rows);
       const lz::select::stage_criticality selection{.ranking = measured.ranking};
@@ -279,7 +279,7 @@ int main(int argc, char** argv) {
                                            finetune);
       auto net = base.net->copy();
       const auto r = lz::run(deepreduce, net, base.net, data, lz::budget(floor), o);
-      for (const auto& step : r.stages.at(0).steps) {
+      for (const auto& step : lz::select::deepreduce_report::of(r.stages.at(0)).steps) {
         lz::io::result_row row{.method = "deepreduce", .budget = static_cast<double>(floor),
                                .relu_count = step.relu_count, .accuracy = 100 * step.test_accuracy_finetuned,
                                .pi_latency_s = lz::pi::delphi().latency(step.relu_count)};

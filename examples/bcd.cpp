@@ -54,8 +54,8 @@ void print_stage(const stage_report& s) {
               static_cast<long long>(s.relu_count), static_cast<long long>(s.budget),
               100 * s.test_accuracy_selected, 100 * s.test_accuracy_finetuned,
               static_cast<long long>(s.images_forwarded), s.seconds);
-  if (s.counters.count("bcd_iterations")) {
-    const auto r = select::coordinate_report::of(s);
+  if (const auto* found = s.details_as<select::coordinate_report>()) {
+    const auto& r = *found;
     std::printf("    coordinate descent: %lld of %lld iterations, %lld tries (%lld rejected early), "
                 "%lld passed, %lld fell back, %lld finetunes\n"
                 "    images: scoring %lld, gradient %lld, finetune %lld; %.0f s (scoring %.0f, "

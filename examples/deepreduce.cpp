@@ -18,7 +18,7 @@
 #include <linearize/select/deepreduce_plan.hpp>
 #include <linearize/select/deepreduce_reshape.hpp>
 #include <linearize/select/stage_criticality.hpp>
-#include <linearize/pipeline/criticality.hpp>
+#include <linearize/select/criticality.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -190,7 +190,7 @@ int run_example(cli::arguments& args) {
   // ---- 1. criticality, measured once here so that the plan can be shown before anything else
   // runs and the default budget can follow from it -------------------------------------------------
   const auto distill = finetune::distill{.epochs = s.final_epochs};
-  const auto measured = measure_criticality(net, teacher, data, options,
+  const auto measured = select::measure_criticality(net, teacher, data, options,
                                             {.mode = s.mode, .epochs = s.criticality_epochs}, distill);
   const auto& criticality = measured.rows;
   const auto& ranking = measured.ranking;
@@ -212,7 +212,7 @@ int run_example(cli::arguments& args) {
   // The selection reports its plan (stderr) before the first step runs.
   // ---- 3. the pipeline ------------------------------------------------------------------------
   const auto result = run(method, net, teacher, data, budget(budget_count), options);
-  const auto& stage = result.stages.at(0);
+  const auto& stage = select::deepreduce_report::of(result.stages.at(0));
   std::printf("\n%-34s %10s %12s %12s\n", "step", "ReLUs", "test before", "test after");
   std::printf("%-34s %10lld %12s %12s\n", "baseline", static_cast<long long>(result.total_relus), "",
               percent(result.baseline_test_accuracy).c_str());

@@ -49,13 +49,28 @@
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
 #include <linearize/train/history.hpp>
+#include <linearize/train/keep_best.hpp>
 #include <linearize/train/losses.hpp>
 #include <linearize/train/lr_schedule.hpp>
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/progress.hpp>
 #include <linearize/train/trainer.hpp>
 
-// policies and their composition
+// the contracts policies are written against
+#include <linearize/policy/budget.hpp>
+#include <linearize/policy/concepts/finetune.hpp>
+#include <linearize/policy/concepts/policy.hpp>
+#include <linearize/policy/concepts/relaxation.hpp>
+#include <linearize/policy/concepts/scheduler.hpp>
+#include <linearize/policy/concepts/selection.hpp>
+#include <linearize/policy/progress.hpp>
+#include <linearize/policy/roles.hpp>
+#include <linearize/policy/run_types.hpp>
+#include <linearize/policy/selected.hpp>
+#include <linearize/policy/stage_context.hpp>
+#include <linearize/policy/stand_in.hpp>
+
+// the policies
 #include <linearize/finetune/distill.hpp>
 #include <linearize/relax/hard_threshold.hpp>
 #include <linearize/relax/l1_mix.hpp>
@@ -65,10 +80,13 @@
 #include <linearize/schedule/lasso_growth.hpp>
 #include <linearize/schedule/stagewise.hpp>
 #include <linearize/select/block_proposal.hpp>
+#include <linearize/select/budget_fill.hpp>
 #include <linearize/select/coordinate_block.hpp>
 #include <linearize/select/coordinate_report.hpp>
 #include <linearize/select/coordinate_state.hpp>
+#include <linearize/select/criticality.hpp>
 #include <linearize/select/deepreduce_plan.hpp>
+#include <linearize/select/deepreduce_report.hpp>
 #include <linearize/select/deepreduce_reshape.hpp>
 #include <linearize/select/first_order.hpp>
 #include <linearize/select/magnitude.hpp>
@@ -77,13 +95,10 @@
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 
+// the composer: pipelines, chains, run(), reports
 #include <linearize/pipeline/baseline_data.hpp>
-#include <linearize/pipeline/budget.hpp>
 #include <linearize/pipeline/chain.hpp>
-#include <linearize/pipeline/criticality.hpp>
-#include <linearize/pipeline/pipeline.hpp>
 #include <linearize/pipeline/mask_search.hpp>
-#include <linearize/pipeline/run.hpp>
-#include <linearize/pipeline/run_types.hpp>
-#include <linearize/pipeline/stage_context.hpp>
+#include <linearize/pipeline/pipeline.hpp>
 #include <linearize/pipeline/report.hpp>
+#include <linearize/pipeline/run.hpp>

@@ -1,4 +1,4 @@
-// expect: select::coordinate_block needs a step scheduler
+// expect: selection needs a step scheduler
 #include <linearize/pipeline/run.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
 #include <linearize/select/coordinate_block.hpp>

@@ -1,4 +1,4 @@
-// expect: select::stage_criticality needs a stage-wise scheduler
+// expect: selection needs a stage-wise scheduler
 #include <linearize/pipeline/run.hpp>
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/select/stage_criticality.hpp>

@@ -71,9 +71,9 @@ struct throwing_finetune {
   finetune::distill inner{.epochs = 1};
   [[nodiscard]] std::string name() const { return "throwing_distill"; }
   template <class Context>
-  void run(Context& ctx, int64_t e, const std::string& phase) const {
+  finetune_outcome run(Context& ctx, int64_t e, const std::string& phase) const {
     if (finetune_calls++ == throw_on_call) throw std::runtime_error("killed during " + phase);
-    inner.run(ctx, e, phase);
+    return inner.run(ctx, e, phase);
   }
 };
 
@@ -197,8 +197,8 @@ TEST_CASE("ranked blocks: the first try is the greedy block, later tries reach f
   CHECK(later.min().item<int64_t>() >= 70);
 }
 
-TEST_CASE("first-order damage is |dL/da| of a gate of ones; zero where the input is never negative",
-          "[bcd]") {
+TEST_CASE("first-order damage is -dL/da of a gate of ones (signed) or |dL/da| (magnitude); zero "
+          "where the input is never negative", "[bcd]") {
   auto net = trained_tiny(21);
   auto& tiny = *net;
   {  // Channel 0's inputs to the slot are positive on every sample: its ReLUs are free.
@@ -210,7 +210,9 @@ TEST_CASE("first-order damage is |dL/da| of a gate of ones; zero where the input
   net->eval();
   const auto probe = data::make_batch(data.images, data.mean, data.stdev, {}, 0);
   const auto before = net->forward(probe).detach();
-  const auto est = select::estimate_first_order(*net, masks, data, 64, 64, 5);
+  const auto est = select::estimate_first_order(*net, masks, data, 64, 64, 5,
+                                                select::damage_estimate::magnitude);
+  const auto signed_est = select::estimate_first_order(*net, masks, data, 64, 64, 5);
   CHECK(est.images == 64);
   CHECK(est.damage.numel() == 144);
   CHECK(torch::equal(net->forward(probe), before));  // the gates are gone, the network as it was
@@ -228,6 +230,9 @@ TEST_CASE("first-order damage is |dL/da| of a gate of ones; zero where the input
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   loss.backward();
   CHECK(testing::close(est.damage, soft_masks[0].mask().grad().abs().reshape({-1}), 1e-4, 1e-5));
+  // The signed estimate is the first-order change of the loss: removal helps where it is < 0.
+  CHECK(testing::close(signed_est.damage, -soft_masks[0].mask().grad().reshape({-1}), 1e-4, 1e-5));
+  CHECK(signed_est.damage.lt(0).any().item<bool>());
   // Entries whose input is positive on every sample cost nothing.
   torch::NoGradGuard no_grad;
   const auto pre = tiny.bn(tiny.conv(x)).reshape({64, -1});
@@ -454,7 +459,7 @@ TEST_CASE("coordinate descent works on a loaded mask, is seeded, and chains afte
   // SNL to 80 ReLUs, then coordinate descent to 40 in steps of 7.
   auto net = trained_tiny(72);
   const auto snl = pipeline(relax::l1_mix{},
-                            schedule::budget_tracking{.epochs = 8, .lambda0 = 1e-3, .check_every = 2},
+                            schedule::budget_tracking{.epochs = 8, .check_every = 2},
                             select::magnitude{}, finetune::distill{.epochs = 1});
   const auto bcd = pipeline(coordinate_block{.tries = 3, .adt = 0.5, .gradient_samples = 64},
                             schedule::fixed_step{.drc = 7},
@@ -512,13 +517,10 @@ TEST_CASE("coordinate descent rejects bad settings with messages that name them"
   }, "1 stage budgets for a method of 1 stage(s)");
 
   // Called directly (run() skips a stage already within its budget): a budget above the count.
-  run_result result;
-  stage_report report;
   const run_data data = tiny_data();
   const run_options options = quick_options();
   const Network teacher = net->copy();
-  stage_context ctx(*net, teacher, data, options, 0, 150, no_finetune, schedule::fixed_step{},
-                    result, report);
+  stage_context ctx(*net, teacher, data, options, 0, 150, no_finetune, schedule::fixed_step{});
   expect_error([&] { (void)coordinate_block{}.select(ctx); },
                "budget of 150 ReLUs is above the network's current count of 144");
 }

@@ -100,6 +100,7 @@ run_data tiny_data() {
 run_options quiet() {
   run_options o;
   o.batch_size = 32;
+  o.augment = data::augmentation{};
   o.progress.mode = train::progress_mode::silent;
   return o;
 }
@@ -292,11 +293,11 @@ TEST_CASE("DeepReDuce in the pipeline: a given ranking, steps with distillation,
   CHECK(method.name() == "stagewise+stage_criticality+distill");
   const auto result = run(method, net, net->copy(), tiny_data(), budget(300), quiet());
   REQUIRE(result.stages.size() == 1);
-  const auto& report = result.stages[0];
+  const auto& report = select::deepreduce_report::of(result.stages[0]);
+  CHECK(result.stages[0].budget_met);
   // 576 -> cull stem (432) -> thin a (288): the most ReLUs within 300.
   CHECK(result.total_relus == 576);
   CHECK(result.relu_count == 288);
-  CHECK(report.budget_met);
   REQUIRE(report.steps.size() == 2);
   CHECK(report.steps[0].name == "cull stem");
   CHECK(report.steps[0].relu_count == 432);
@@ -323,7 +324,7 @@ TEST_CASE("DeepReDuce in the pipeline: a given ranking, steps with distillation,
   for (const auto& row : result.history)
     if (row.phase == "step1" || row.phase == "step2") ++step_rows;
   CHECK(step_rows == 2);
-  CHECK(report.finetune_epochs == 3);  // one per step, one final
+  CHECK(result.stages[0].finetune_epochs == 3);  // one per step, one final
 }
 
 TEST_CASE("DeepReDuce criticality: every mode measures each stage and restores the network", "[deepreduce]") {
@@ -335,11 +336,9 @@ TEST_CASE("DeepReDuce criticality: every mode measures each stage and restores t
     const auto before = net->copy();
     const auto teacher = net->copy();
     freeze(*teacher);
-    run_result result;
-    stage_report report;
     const auto options = quiet();
     stage_context ctx(*net, teacher, data, options, 0, 300, finetune::distill{.epochs = 1},
-                      schedule::stagewise{}, result, report);
+                      schedule::stagewise{});
     const auto rows = select::measure_stage_criticality(ctx, {.mode = mode, .epochs = 1});
     REQUIRE(rows.size() == 3);
     std::set<size_t> ranks;
@@ -353,12 +352,12 @@ TEST_CASE("DeepReDuce criticality: every mode measures each stage and restores t
     CHECK(rows[0].relus == 144);
     CHECK(rows[1].relus == 288);
     CHECK(rows[2].relus == 144);
-    CHECK(report.images_forwarded > 3 * data.held_out.size());
+    CHECK(ctx.spent.images_forwarded > 3 * data.held_out.size());
     CHECK(linearize::testing::same_state(*net, *before));
     CHECK(!net->s0->is_hard());
     if (mode != select::criticality_mode::evaluate) {
       int64_t rows_a = 0;
-      for (const auto& h : result.history) rows_a += h.phase == "criticality_a";
+      for (const auto& h : ctx.spent.history) rows_a += h.phase == "criticality_a";
       CHECK(rows_a == 1);
     }
   }
@@ -373,12 +372,14 @@ TEST_CASE("DeepReDuce measured end to end: deterministic; unreachable budgets fa
   const auto rb = run(method, b, b->copy(), tiny_data(), budget(300), quiet());
   CHECK(torch::equal(ra.mask, rb.mask));
   CHECK(ra.relu_count <= 300);
-  REQUIRE(ra.stages[0].criticality.size() == 3);
+  const auto& da = select::deepreduce_report::of(ra.stages[0]);
+  const auto& db = select::deepreduce_report::of(rb.stages[0]);
+  REQUIRE(da.criticality.size() == 3);
   for (size_t i = 0; i < 3; ++i) {
-    CHECK(ra.stages[0].criticality[i].rank == rb.stages[0].criticality[i].rank);
-    CHECK(std::isfinite(ra.stages[0].criticality[i].accuracy));
+    CHECK(da.criticality[i].rank == db.criticality[i].rank);
+    CHECK(std::isfinite(da.criticality[i].accuracy));
   }
-  CHECK(!ra.stages[0].steps.empty());
+  CHECK(!da.steps.empty());
 
   // Two stages kept: at best stem (144, one slot) and b thinned (72): 216.
   auto c = staged_net(24);
@@ -390,8 +391,9 @@ TEST_CASE("DeepReDuce measured end to end: deterministic; unreachable budgets fa
                               finetune::distill{.epochs = 0});
   const auto rd = run(plain, d, d->copy(), tiny_data(), budget(100), quiet());
   CHECK(rd.relu_count == 72);  // a, stem culled; b thinned
-  REQUIRE(rd.stages[0].steps.size() == 3);
-  CHECK(rd.stages[0].steps[0].finetune_epochs == 2);
+  const auto& dd = select::deepreduce_report::of(rd.stages[0]);
+  REQUIRE(dd.steps.size() == 3);
+  CHECK(dd.steps[0].finetune_epochs == 2);
 }
 
 TEST_CASE("DeepReDuce resumes from its work directory to the same result", "[deepreduce]") {
@@ -408,8 +410,9 @@ TEST_CASE("DeepReDuce resumes from its work directory to the same result", "[dee
   const auto again = run(method, b, b->copy(), tiny_data(), budget(300), opts);
   CHECK(torch::equal(first.mask, again.mask));
   CHECK(linearize::testing::same_state(*a, *b));
-  REQUIRE(again.stages[0].criticality.size() == 3);
-  for (size_t i = 0; i < 3; ++i)
-    CHECK(again.stages[0].criticality[i].accuracy == first.stages[0].criticality[i].accuracy);
-  CHECK(again.stages[0].plan == first.stages[0].plan);
+  const auto& d_first = select::deepreduce_report::of(first.stages[0]);
+  const auto& d_again = select::deepreduce_report::of(again.stages[0]);
+  REQUIRE(d_again.criticality.size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK(d_again.criticality[i].accuracy == d_first.criticality[i].accuracy);
+  CHECK(d_again.plan == d_first.plan);
 }

@@ -2,7 +2,8 @@
 // policies' arithmetic: relaxations, budget schedulers, selection rules.
 #include "test_support.hpp"
 
-#include <linearize/pipeline/budget.hpp>
+#include <linearize/pipeline/mask_geometry.hpp>
+#include <linearize/policy/budget.hpp>
 #include <linearize/pipeline/chain.hpp>
 #include <linearize/relax/hard_threshold.hpp>
 #include <linearize/relax/l1_mix.hpp>
@@ -52,6 +53,8 @@ static_assert(penalty_scheduler<schedule::lasso_growth> &&
               stepwise_penalty_scheduler<schedule::budget_tracking> &&
               step_scheduler<schedule::fixed_step> && !penalty_scheduler<schedule::fixed_step>);
 static_assert(penalty_scheduler<linear_decay>);
+static_assert(probing_scheduler<schedule::budget_tracking> && mask_space_scheduler<schedule::budget_tracking>);
+static_assert(!probing_scheduler<schedule::lasso_growth> && !probing_scheduler<linear_decay>);
 
 constexpr auto both = snl | bcd_like;
 static_assert(decltype(both)::size == 2);
@@ -208,6 +211,96 @@ TEST_CASE("budget_tracking does not wind up once the count stops responding",
   }, "windup_limit 1 > 1");
 }
 
+namespace {
+
+/// A mask search with dead time, in miniature: entries whose importance spans four decades, each
+/// moving `step` a step towards removal while the weight exceeds its importance and back up to
+/// its start otherwise (Adam moves a mask by about its step whatever the gradient's size). The
+/// count moves only once a mask has travelled from 1 to the boundary 0.01.
+struct dead_time_plant {
+  mask_geometry geometry{.kept_start = 1, .removed_start = 0, .boundary = 0.01};
+  torch::Tensor importance, param;
+  double step;
+  dead_time_plant(int64_t n, double step_size)
+      : importance(torch::pow(10.0, torch::linspace(-6, -2, n, torch::kDouble))),
+        param(torch::ones({n}, torch::kDouble)), step(step_size) {}
+  void advance(double weight) {
+    param = torch::where(importance.lt(weight), param - step, (param + step).clamp_max(1.0));
+  }
+  [[nodiscard]] int64_t count() const { return param.gt(geometry.boundary).sum().item<int64_t>(); }
+  /// What the search's probe would measure: each entry goes once the weight passes it.
+  [[nodiscard]] weight_probe probe() const {
+    return {importance.clone(), torch::ones({importance.numel()}, torch::kLong), 0};
+  }
+};
+
+struct plant_outcome {
+  int64_t count = 0;
+  double max_weight = 0;
+  int64_t epochs = 0;
+};
+
+/// Drives the plant with `s` for at most its max_epochs, as mask_search.hpp drives a network.
+plant_outcome drive(const schedule::budget_tracking& s, int64_t budget, bool probe) {
+  const int64_t n = 10'000, steps = 80;
+  const double lr = 1e-3;
+  const double speed = s.mask_speed({.travel = 0.99, .margin = 0.01, .lr = lr, .steps_per_epoch = steps});
+  dead_time_plant plant(n, lr * speed);
+  search_progress p{.steps_per_epoch = steps, .count = n, .total = n, .budget = budget,
+                    .start_count = n, .mask_speed = speed,
+                    .crossing_epochs = 0.99 / (lr * speed * static_cast<double>(steps))};
+  const auto observe = [&] { p.count = plant.count(); };
+  scalars st;
+  if (probe) {
+    p.step = -1;
+    s.start(st, p, plant.probe());
+  } else {
+    s.start(st);
+  }
+  plant_outcome out;
+  for (p.epoch = 0; p.epoch < s.max_epochs(); ++p.epoch) {
+    for (p.step = 0; p.step < steps; ++p.step) {
+      plant.advance(st[penalty_weight_key]);
+      if ((p.step + 1) % s.check_every == 0) {
+        observe();
+        s.after_step(st, p);
+        out.max_weight = std::max(out.max_weight, st[penalty_weight_key]);
+      }
+    }
+    p.step = steps - 1;
+    observe();
+    if (s.after_epoch(st, p)) break;
+  }
+  out.count = plant.count();
+  out.epochs = std::min(p.epoch + 1, s.max_epochs());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("budget_tracking reaches the budget on a plant with dead time, without winding up",
+          "[pipeline][schedule]") {
+  for (const int64_t budget : {500, 2'000})
+    for (const int64_t epochs : {3, 10}) {
+      INFO(epochs << " planned epochs, budget " << budget);
+      // The weight that keeps exactly `budget` of the 10,000 entries.
+      const double needed = std::pow(10.0, -6 + 4 * static_cast<double>(10'000 - budget) / 9'999.0);
+      const auto r = drive(schedule::budget_tracking{.epochs = epochs}, budget, /*probe=*/true);
+      CHECK(r.count <= budget);
+      CHECK(r.count >= budget / 2);
+      CHECK(r.epochs <= epochs + 2);  // within the overtime
+      CHECK(r.max_weight <= 4 * needed);  // no windup
+    }
+  // The old controller (masks at the optimizer's step, counted only at the boundary, feedback
+  // from SNL's 1e-5) on the same plant: the count does not move within the plan, the weight
+  // winds up meanwhile.
+  const auto old = drive(schedule::budget_tracking{.epochs = 3, .lambda0 = 1e-5, .speed = 1,
+                                                   .feedback_rate = 1e300},
+                         500, /*probe=*/false);
+  CHECK(old.max_weight > 100 * std::pow(10.0, -6 + 4 * 9'500.0 / 9'999.0));
+  CHECK(old.count == 10'000);
+}
+
 TEST_CASE("fixed_step: T = ceil((B_ref - B_target) / DRC)", "[pipeline][schedule]") {
   CHECK(schedule::fixed_step{.drc = 100}.steps(15'000, 7'500) == 75);
   CHECK(schedule::fixed_step{.drc = 100}.steps(15'001, 7'500) == 76);
@@ -219,14 +312,21 @@ TEST_CASE("selection rules: magnitude thresholds, top_k hits the budget exactly"
   struct ctx_t {
     torch::Tensor scores, relus_per_entry;
     int64_t budget;
+    torch::Tensor kept{};
   };
   auto scores = torch::tensor({0.3f, -1.0f, 0.9f, 0.005f, 0.9f, 0.5f});
-  ctx_t ctx{scores, torch::ones({6}, torch::kLong), 3};
-  CHECK(torch::equal(select::magnitude{}.select(ctx), torch::tensor({true, false, true, false, true, true})));
+  ctx_t ctx{scores, torch::ones({6}, torch::kLong), 3, scores.gt(0.4)};
+  CHECK(torch::equal(select::magnitude{.threshold = 0.01, .enforce_budget = false}.select(ctx),
+                     torch::tensor({true, false, true, false, true, true})));
+  // Four kept for a budget of three: the lowest-scored kept entry (0.3) goes.
+  CHECK(torch::equal(select::magnitude{.threshold = 0.01}.select(ctx),
+                     torch::tensor({false, false, true, false, true, true})));
+  // Without a threshold: what the relaxation counted as kept.
+  CHECK(torch::equal(select::magnitude{}.select(ctx), torch::tensor({false, false, true, false, true, true})));
   auto k = select::top_k{}.select(ctx);
   CHECK(k.sum().item<int64_t>() == 3);
   CHECK(torch::equal(k, torch::tensor({false, false, true, false, true, true})));
   // Coarse entries: each entry costs its ReLUs; the largest count within the budget.
-  ctx_t coarse{scores, torch::tensor({4, 4, 4, 4, 4, 4}, torch::kLong), 10};
+  ctx_t coarse{scores, torch::tensor({4, 4, 4, 4, 4, 4}, torch::kLong), 10, ctx.kept};
   CHECK(select::top_k{}.select(coarse).sum().item<int64_t>() == 2);
 }

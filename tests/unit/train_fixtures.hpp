@@ -5,7 +5,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/data/dataset.hpp>
-#include <linearize/pipeline/run_types.hpp>
+#include <linearize/policy/run_types.hpp>
 
 #include <torch/torch.h>
 
@@ -91,6 +91,7 @@ inline bool same_state(const torch::nn::Module& a, const torch::nn::Module& b) {
 inline run_options quick_options() {
   run_options o;
   o.batch_size = 32;
+  o.augment = data::augmentation{};
   o.search_optimizer = train::adam{.lr = 0.05};
   o.progress.mode = train::progress_mode::silent;
   return o;

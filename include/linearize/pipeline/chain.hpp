@@ -4,7 +4,10 @@
 // at compile time when it runs.
 #include <linearize/pipeline/pipeline.hpp>
 
-#include <boost/hana.hpp>
+#include <boost/hana/concat.hpp>
+#include <boost/hana/for_each.hpp>
+#include <boost/hana/tuple.hpp>
+#include <boost/hana/unpack.hpp>
 
 #include <string>
 

@@ -4,37 +4,36 @@
 // turns each mask into the gate its slot applies, and the penalty scheduler moves lambda and
 // decides when to stop. Everything the scheduler keeps lives in the trainer's named scalars, so a
 // killed search resumes with the same lambda.
+//
+// A scheduler may set how fast masks move (mask_space_scheduler; pipeline/mask_speed.hpp, from
+// how far they travel, pipeline/mask_geometry.hpp) and start from a probe of where the penalty
+// bites (probing_scheduler; policy/weight_probe.hpp). The scores and the kept set the search
+// hands to the selection are the relaxation's, at that speed.
 #include <linearize/core/mask_set.hpp>
-#include <linearize/pipeline/concepts/relaxation.hpp>
-#include <linearize/pipeline/concepts/scheduler.hpp>
-#include <linearize/pipeline/progress.hpp>
+#include <linearize/pipeline/mask_geometry.hpp>
+#include <linearize/pipeline/mask_speed.hpp>
+#include <linearize/policy/concepts/relaxation.hpp>
+#include <linearize/policy/concepts/scheduler.hpp>
+#include <linearize/data/augment.hpp>
+#include <linearize/policy/progress.hpp>
+#include <linearize/policy/weight_probe.hpp>
+#include <linearize/train/device.hpp>
+#include <linearize/train/evaluate.hpp>
+#include <linearize/train/losses.hpp>
+#include <linearize/train/optimizer.hpp>
 #include <linearize/train/trainer.hpp>
 
-#include <boost/hana.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
-
 #include <cstdint>
+#include <filesystem>
+#include <limits>
 #include <vector>
+#include <cstdio>
+#include <cstdlib>
 
 namespace linearize {
-
-namespace detail {
-// Optional member of a relaxation: `gate_is_parameter()` true means the slots can use the raw
-// parameter and the search need not hand them a gate each step (SNL's l1_mix). Found with
-// hana::is_valid; a relaxation without it gets a gate every step.
-inline constexpr auto has_gate_flag =
-    boost::hana::is_valid([](auto&& r) -> decltype((void)r.gate_is_parameter()) {});
-
-template <class Relax>
-bool gate_is_parameter(const Relax& relax) {
-  if constexpr (decltype(has_gate_flag(relax))::value)
-    return relax.gate_is_parameter();
-  else
-    return false;
-}
-}  // namespace detail
 
 /// ReLUs the relaxation counts as kept, over all slots.
 template <relaxation_policy Relax>
@@ -46,10 +45,101 @@ template <relaxation_policy Relax>
   return n;
 }
 
-/// Runs the search on ctx.net (see stage_context.hpp); returns the trainer's history.
-template <relaxation_policy Relax, penalty_scheduler Sched, class Context>
-train::history mask_search(const Relax& relax, const Sched& sched, Context& ctx) {
+namespace detail {
+/// Each mask entry's threshold weight (weight_probe.hpp): the search's task loss (CE + KD) on
+/// `batches` seeded batches of training images (no augmentation, eval mode), the mean and the
+/// spread over batches of its gradient with respect to the masks, against the penalty's at
+/// weight 1.
+template <class Relax, class Context>
+weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
+                           const std::vector<double>& per_entry) {
   const MaskSet& masks = ctx.masks;
+  const auto& data = ctx.data.train;
+  train::detail::mode_guard eval_mode(ctx.net, /*training=*/false);
+  const auto device = train::device_of(ctx.net);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed(0x9b0beu));
+  const int64_t n = std::min(data.size(), std::max<int64_t>(1, batches) * ctx.options.batch_size);
+  const auto picked = torch::randperm(data.size(), gen, torch::kLong).slice(0, 0, n);
+  std::vector<torch::Tensor> params, sum, squares;
+  for (size_t i = 0; i < masks.size(); ++i) {
+    params.push_back(masks[i].mask());
+    sum.push_back(torch::zeros_like(masks[i].mask(), torch::kDouble));
+    squares.push_back(torch::zeros_like(masks[i].mask(), torch::kDouble));
+  }
+  int64_t taken = 0;
+  for (int64_t begin = 0; begin < n; begin += ctx.options.batch_size) {
+    const auto ids = picked.slice(0, begin, std::min(n, begin + ctx.options.batch_size));
+    const auto x = data::make_batch(data.images.index_select(0, ids), data.mean, data.stdev,
+                                    data::augmentation{}, 0)
+                       .to(device);
+    const auto y = data.labels.index_select(0, ids).to(device);
+    for (size_t i = 0; i < masks.size(); ++i) masks[i].set_gate(relax.gate(params[i]));
+    const auto logits = ctx.net.forward(x);
+    auto loss = train::cross_entropy(logits, y);
+    if (ctx.teacher && ctx.options.search_kd_weight > 0) {
+      torch::Tensor teacher_logits;
+      {
+        torch::NoGradGuard no_grad;
+        teacher_logits = ctx.teacher->forward(x);
+      }
+      loss = loss + ctx.options.search_kd_weight *
+                        train::kd_loss(logits, teacher_logits, ctx.options.search_kd_temperature);
+    }
+    const auto grads = torch::autograd::grad({loss}, params, {}, false, false, /*allow_unused=*/true);
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (grads[i].defined()) {
+        const auto g = grads[i].to(torch::kDouble);
+        sum[i] += g;
+        squares[i] += g * g;
+      }
+    ++taken;
+  }
+  masks.clear_gates();
+  torch::Tensor penalty;
+  for (size_t i = 0; i < masks.size(); ++i) {
+    const auto term = relax.penalty(params[i]).sum() * per_entry[i];
+    penalty = penalty.defined() ? penalty + term : term;
+  }
+  const auto pushes = torch::autograd::grad({penalty}, params, {}, false, false, true);
+  std::vector<torch::Tensor> flat;
+  const double batches_taken = static_cast<double>(std::max<int64_t>(1, taken));
+  for (size_t i = 0; i < masks.size(); ++i) {
+    const auto g_pen = pushes[i].defined() ? pushes[i].to(torch::kDouble) : torch::zeros_like(sum[i]);
+    const auto mean = sum[i] / batches_taken;
+    const auto spread = (squares[i] / batches_taken - mean * mean).clamp_min(0).sqrt();
+    // Adam moves a mask at about its full step only once the penalty outweighs the task
+    // gradient by its spread over batches, not just on average.
+    const auto w = torch::where(g_pen.gt(0), ((-mean).clamp_min(0) + spread) / g_pen,
+                                torch::full_like(mean, std::numeric_limits<double>::infinity()));
+    flat.push_back(w.reshape({-1}).to(torch::kCPU));
+  }
+  return {torch::cat(flat), masks.relus_per_entry().to(torch::kCPU, torch::kLong), n};
+}
+}  // namespace detail
+
+struct mask_search_result {
+  train::history history;
+  torch::Tensor scores;  ///< float [entries]: the relaxation's score of each mask entry
+  torch::Tensor kept;    ///< bool [entries]: what the relaxation counts as kept
+  double mask_speed = 1;
+};
+
+/// Runs the search on ctx.net (see policy/stage_context.hpp).
+template <relaxation_policy Relax, penalty_scheduler Sched, class Context>
+mask_search_result mask_search(const Relax& given, const Sched& sched, Context& ctx) {
+  const MaskSet& masks = ctx.masks;
+  const int64_t steps_per_epoch =
+      (ctx.data.train.size() + ctx.options.batch_size - 1) / ctx.options.batch_size;
+  double speed = 1;
+  if constexpr (mask_space_scheduler<Sched>)
+    speed = sched.mask_speed({.travel = geometry_of(given).travel(),
+                              .margin = geometry_of(given).margin(),
+                              .lr = train::base_lr(ctx.options.search_optimizer),
+                              .steps_per_epoch = steps_per_epoch});
+  const sped_up<Relax> relax{given, speed};
+  const auto geometry = geometry_of(relax);
+  const double lr = train::base_lr(ctx.options.search_optimizer);
+  const double crossing_epochs = geometry.travel() / (lr * static_cast<double>(steps_per_epoch));
   {  // Start from the network's current binary mask (all ReLUs for a fresh network).
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < masks.size(); ++i) {
@@ -63,15 +153,18 @@ train::history mask_search(const Relax& relax, const Sched& sched, Context& ctx)
   for (size_t i = 0; i < masks.size(); ++i)
     per_entry.push_back(static_cast<double>(masks[i].relus_per_entry()));
 
-  const auto progress = [&](const train::scalars& values, int64_t epoch, int64_t step,
-                            int64_t steps) {
-    return search_progress{.epoch = epoch,
-                           .step = step,
-                           .steps_per_epoch = steps,
-                           .count = kept_relus(relax, masks),
-                           .total = masks.total_relus(),
-                           .budget = ctx.budget,
-                           .start_count = static_cast<int64_t>(values.at("start_count"))};
+  // After step `step` (0-based) of `epoch`; at an epoch's end, its last step.
+  const auto progress = [&](const train::scalars& values, int64_t epoch, int64_t step) {
+    search_progress p{.epoch = epoch,
+                      .step = step,
+                      .steps_per_epoch = steps_per_epoch,
+                      .count = kept_relus(relax, masks),
+                      .total = masks.total_relus(),
+                      .budget = ctx.budget,
+                      .start_count = static_cast<int64_t>(values.at("start_count")),
+                      .mask_speed = speed,
+                      .crossing_epochs = crossing_epochs};
+    return p;
   };
 
   auto opts = ctx.train_options("search", sched.max_epochs(), ctx.options.search_kd_temperature,
@@ -79,9 +172,22 @@ train::history mask_search(const Relax& relax, const Sched& sched, Context& ctx)
   opts.optimizer = ctx.options.search_optimizer;
   opts.seed = ctx.seed(0x5ea7c4u);
   opts.values["start_count"] = static_cast<double>(kept_relus(relax, masks));
-  sched.start(opts.values);
+  opts.values["mask_speed"] = speed;
+  // A resumed search takes the weight from its checkpoint; only a fresh one is probed.
+  const bool fresh = opts.checkpoint.empty() || !std::filesystem::exists(opts.checkpoint);
+  if constexpr (probing_scheduler<Sched>) {
+    if (fresh) {
+      const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry);
+      ctx.count_images(probe.images);
+      sched.start(opts.values, progress(opts.values, 0, -1), probe);
+    } else {
+      sched.start(opts.values);
+    }
+  } else {
+    sched.start(opts.values);
+  }
 
-  const bool hand_gates = !detail::gate_is_parameter(relax);
+  const bool hand_gates = !relax.gate_is_parameter();
   auto history = train::fit(
       ctx.net, ctx.data.train, opts,
       train::hooks{
@@ -106,18 +212,32 @@ train::history mask_search(const Relax& relax, const Sched& sched, Context& ctx)
                 // set) would otherwise never correct the penalty at all.
                 if constexpr (stepwise_penalty_scheduler<Sched>)
                   if ((c.step + 1) % std::max<int64_t>(1, std::min<int64_t>(sched.every_steps(), c.steps_per_epoch)) == 0)
-                    sched.after_step(c.values, progress(c.values, c.epoch, c.step, c.steps_per_epoch));
+                  {
+                    const auto pp = progress(c.values, c.epoch, c.step);
+                    sched.after_step(c.values, pp);
+                    if (std::getenv("LZ_DEBUG")) std::fprintf(stderr, "DBG t %.2f count %lld target? w %.3g speed %.3g cross %.2f\n", pp.epochs_done(), (long long)pp.count, c.values.at(penalty_weight_key), pp.mask_speed, pp.crossing_epochs);
+                  }
               },
           .after_epoch =
               [&](train::epoch_context& c) {
-                const auto p = progress(c.values, c.epoch, 0, 1);
+                const auto p = progress(c.values, c.epoch, steps_per_epoch - 1);
                 c.values["relu_count"] = static_cast<double>(p.count);
                 return sched.after_epoch(c.values, p) ? train::epoch_action::stop
                                                       : train::epoch_action::proceed;
               },
       });
   masks.clear_gates();
-  return history;
+  mask_search_result out{.history = std::move(history), .mask_speed = speed};
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> scores, kept;
+  for (size_t i = 0; i < masks.size(); ++i) {
+    const auto& param = masks[i].mask();
+    scores.push_back(relax.score(param).detach().reshape({-1}).to(torch::kCPU, torch::kFloat));
+    kept.push_back(relax.kept(param).reshape({-1}).to(torch::kCPU, torch::kBool));
+  }
+  out.scores = torch::cat(scores);
+  out.kept = torch::cat(kept);
+  return out;
 }
 
 }  // namespace linearize

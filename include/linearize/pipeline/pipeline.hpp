@@ -7,22 +7,33 @@
 // Policies may come in any order; each is found by its role tag (Boost.Hana find_if over the
 // policy tuple). Absent roles get documented defaults where one makes sense:
 //   relaxation  none: the stage starts from the network's current binary mask (no mask search)
-//   scheduler   lasso_growth{} when there is a relaxation (SNL's schedule)
+//   scheduler   lasso_growth{} with a relaxation (SNL's schedule); for a selection that steps by
+//               a scheduler, the default of its kind: fixed_step{} (step), stagewise{} (stage)
 //   selection   required
 //   finetune    distill{} (KD, SGD, cosine; 100 epochs)
-// A doubled role, a missing selection, an argument that fits no role, a policy that lacks what its
-// role's concept requires, or a relaxation paired with a non-penalty scheduler stop compilation
-// with a static_assert that says which.
+// The composer sits above the policies (the contracts they are written against are in
+// policy/), so these defaults are concrete algorithms. A doubled role, a missing selection, an
+// argument that fits no role, a policy that lacks what its role's concept requires (checked
+// against the stand-in context), a relaxation without a penalty scheduler, or a step-wise
+// selection with a scheduler of another kind stop compilation with a static_assert that says
+// which.
 #include <linearize/finetune/distill.hpp>
-#include <linearize/pipeline/concepts/finetune.hpp>
-#include <linearize/pipeline/concepts/policy.hpp>
-#include <linearize/pipeline/concepts/relaxation.hpp>
-#include <linearize/pipeline/concepts/scheduler.hpp>
-#include <linearize/pipeline/concepts/selection.hpp>
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/concepts/finetune.hpp>
+#include <linearize/policy/concepts/policy.hpp>
+#include <linearize/policy/concepts/relaxation.hpp>
+#include <linearize/policy/concepts/scheduler.hpp>
+#include <linearize/policy/concepts/selection.hpp>
+#include <linearize/policy/roles.hpp>
+#include <linearize/schedule/fixed_step.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
+#include <linearize/schedule/stagewise.hpp>
 
-#include <boost/hana.hpp>
+#include <boost/hana/bool.hpp>
+#include <boost/hana/count_if.hpp>
+#include <boost/hana/find_if.hpp>
+#include <boost/hana/optional.hpp>
+#include <boost/hana/tuple.hpp>
+#include <boost/hana/type.hpp>
 
 #include <string>
 #include <type_traits>
@@ -44,6 +55,48 @@ inline constexpr std::size_t count_role =
       return hana::bool_c<std::is_same_v<roles::role_of_t<typename decltype(t)::type>, Role>>;
     }))::value;
 
+// The selection policy's type among P (void when there is none).
+template <class... P>
+struct selection_of {
+  using type = void;
+};
+template <class First, class... Rest>
+struct selection_of<First, Rest...> {
+  using type = std::conditional_t<std::is_same_v<roles::role_of_t<First>, roles::selection>, First,
+                                  typename selection_of<Rest...>::type>;
+};
+template <class... P>
+using selection_of_t = typename selection_of<P...>::type;
+
+// The scheduler of a stage that names none: lasso_growth with a relaxation; the default of
+// the kind a step-wise selection steps by; else fixed_step (unused: the selection reads scores).
+template <class Selection, bool Relaxed, bool Stepping = stepping_selection<Selection>>
+struct default_scheduler {
+  using type = std::conditional_t<Relaxed, schedule::lasso_growth, schedule::fixed_step>;
+};
+template <class Selection>
+struct default_scheduler<Selection, false, true> {
+  using type = std::conditional_t<Selection::steps_by == scheduler_kind::stage, schedule::stagewise,
+                                  schedule::fixed_step>;
+};
+
+// A step-wise selection must get a scheduler of its kind.
+template <class Selection, class Scheduler, bool Stepping = stepping_selection<Selection>>
+struct check_pairing {
+  static constexpr bool ok = true;
+};
+template <class Selection, class Scheduler>
+struct check_pairing<Selection, Scheduler, true> {
+  static_assert(Selection::steps_by != scheduler_kind::step || step_scheduler<Scheduler>,
+                "linearize::pipeline: this selection needs a step scheduler (step_size(), "
+                "steps(reference, target); e.g. schedule::fixed_step{.drc = ...}): it removes a "
+                "fixed number of ReLUs per iteration. A penalty scheduler cannot drive it.");
+  static_assert(Selection::steps_by != scheduler_kind::stage || stage_scheduler<Scheduler>,
+                "linearize::pipeline: this selection needs a stage-wise scheduler (cull_per_step, "
+                "thin_per_step, step_epochs; e.g. schedule::stagewise).");
+  static constexpr bool ok = true;
+};
+
 // Instantiated once per argument, so that the compiler's "required from" note names the type.
 template <class P>
 struct check_argument {
@@ -53,18 +106,19 @@ struct check_argument {
   static_assert(!std::is_same_v<roles::role_of_t<P>, roles::relaxation> || relaxation_policy<P>,
                 "linearize::pipeline: this relaxation policy does not satisfy "
                 "linearize::relaxation_policy: it needs gate(param), penalty(param), kept(param), "
-                "score(param), from_binary(mask) and name() (see pipeline/concepts/relaxation.hpp).");
+                "score(param), from_binary(mask) and name() (see policy/concepts/relaxation.hpp).");
   static_assert(!std::is_same_v<roles::role_of_t<P>, roles::scheduler> || scheduler_policy<P>,
                 "linearize::pipeline: this scheduler does not satisfy linearize::scheduler_policy: "
-                "it needs name() (see pipeline/concepts/scheduler.hpp).");
+                "it needs name() (see policy/concepts/scheduler.hpp).");
   static_assert(!std::is_same_v<roles::role_of_t<P>, roles::selection> || selection_policy<P>,
                 "linearize::pipeline: this selection policy does not satisfy "
-                "linearize::selection_policy: it needs name() and select(context) "
-                "(see pipeline/concepts/selection.hpp).");
+                "linearize::selection_policy: it needs name() and select(context) returning the "
+                "mask or selected<Report>, with an explicit return type (see "
+                "policy/concepts/selection.hpp).");
   static_assert(!std::is_same_v<roles::role_of_t<P>, roles::finetune> || finetune_policy<P>,
                 "linearize::pipeline: this finetune policy does not satisfy "
-                "linearize::finetune_policy: it needs name() and epochs (see "
-                "pipeline/concepts/finetune.hpp).");
+                "linearize::finetune_policy: it needs name(), epochs and run(context, epochs, "
+                "phase) returning finetune_outcome (see policy/concepts/finetune.hpp).");
   static constexpr bool ok = true;
 };
 
@@ -86,21 +140,25 @@ class pipeline_stage {
   static constexpr bool has = detail::count_role<Role, Policies...> == 1;
 
   static constexpr bool has_relaxation = has<roles::relaxation>;
+  using selection_type = detail::selection_of_t<Policies...>;
+  /// The scheduler scheduler() returns when none is given (see the top of this file).
+  using default_scheduler_type =
+      typename detail::default_scheduler<selection_type, has_relaxation>::type;
 
   [[nodiscard]] constexpr auto relaxation() const {
     static_assert(has_relaxation, "this stage has no relaxation policy");
     return find<roles::relaxation>().value();
   }
-  /// The scheduler given, or lasso_growth{} (SNL's schedule) when absent.
-  [[nodiscard]] constexpr auto scheduler() const {
-    return find<roles::scheduler>().value_or(schedule::lasso_growth{});
-  }
-  /// The scheduler given, or `fallback` when absent (e.g. fixed_step{} for coordinate descent).
+  [[nodiscard]] constexpr auto selection() const { return find<roles::selection>().value(); }
+  /// The scheduler given, or `fallback` when absent.
   template <class Fallback>
   [[nodiscard]] constexpr auto scheduler_or(Fallback fallback) const {
     return find<roles::scheduler>().value_or(fallback);
   }
-  [[nodiscard]] constexpr auto selection() const { return find<roles::selection>().value(); }
+  /// The scheduler given, or the default for the stage (see the top of this file).
+  [[nodiscard]] constexpr auto scheduler() const {
+    return find<roles::scheduler>().value_or(default_scheduler_type{});
+  }
   /// The finetune policy given, or distill{} when absent.
   [[nodiscard]] constexpr auto finetune() const {
     return find<roles::finetune>().value_or(finetune::distill{});
@@ -116,6 +174,7 @@ class pipeline_stage {
   }
 
  private:
+
   hana::tuple<Policies...> policies_;
 };
 
@@ -144,13 +203,15 @@ template <class... P>
                 "linearize::pipeline: no selection policy; every stage needs one (for example "
                 "linearize::select::magnitude{} or linearize::select::top_k{}).");
   using stage = pipeline_stage<P...>;
+  using sched = decltype(std::declval<stage>().scheduler());
+  using sel = detail::selection_of_t<P...>;
   if constexpr (stage::has_relaxation) {
-    using sched = decltype(std::declval<stage>().scheduler());
     static_assert(penalty_scheduler<sched>,
                   "linearize::pipeline: a relaxation needs a penalty scheduler (start, after_epoch, "
                   "max_epochs; e.g. lasso_growth or budget_tracking); step schedulers such as "
                   "fixed_step drive coordinate descent instead.");
   }
+  static_assert(detail::check_pairing<sel, sched>::ok);
   return stage(policies...);
 }
 

@@ -8,7 +8,7 @@
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pi/cost_report.hpp>
-#include <linearize/pipeline/run_types.hpp>
+#include <linearize/policy/run_types.hpp>
 #include <linearize/support/atomic_file.hpp>
 
 #include <cmath>

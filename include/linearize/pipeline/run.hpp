@@ -3,51 +3,54 @@
 //
 // One stage:  [mask search]  ->  selection  ->  binarize  ->  finetune
 //   - with a relaxation, the mask search trains weights and masks (mask_search.hpp) and the
-//     selection reads the relaxation's scores; without one, the selection starts from the
-//     network's current mask (scores = current mask values);
+//     selection reads the relaxation's scores and kept set; without one, the selection starts
+//     from the network's current mask (scores = current mask values);
 //   - the selection's binary mask is applied (every slot hard), the test accuracy is taken, and
-//     the finetune policy recovers what binarization lost.
+//     the finetune policy recovers what binarization lost. A mask above the stage's budget is
+//     an error: run() never returns with the budget silently missed.
 // A chain runs its stages in order, each on the binary mask the previous one left; each stage
 // aims at the run's budget unless options.stage_budgets gives the first stages their own.
 // The stage's scheduler reaches its policies through the context (ctx.scheduler): search-based
 // selection rules such as coordinate descent step by it.
 // A stage whose network is already within the budget changes nothing.
+// Policies return what they found (a mask, their own report, a finetune outcome); this file
+// assembles the stage's report from those and from what the stage context counted.
 // Every phase checkpoints into options.work_dir: calling run() again resumes a killed run.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
-#include <linearize/pipeline/budget.hpp>
 #include <linearize/pipeline/chain.hpp>
 #include <linearize/pipeline/mask_search.hpp>
-#include <linearize/pipeline/run_types.hpp>
-#include <linearize/pipeline/stage_context.hpp>
-#include <linearize/schedule/fixed_step.hpp>
+#include <linearize/policy/budget.hpp>
+#include <linearize/policy/run_types.hpp>
+#include <linearize/policy/selected.hpp>
+#include <linearize/policy/stage_context.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/evaluate.hpp>
 
-#include <boost/hana.hpp>
+#include <boost/hana/for_each.hpp>
+#include <boost/hana/size.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <string>
 #include <type_traits>
+#include <utility>
 
 namespace linearize {
 
 namespace detail {
 
-/// The scheduler a stage's policies see: the one given; else lasso_growth{} for a mask search;
-/// else the default a selection rule that works in steps names (`default_scheduler`:
-/// DeepReDuce's stagewise); else fixed_step{} (coordinate descent's DRC of 100).
-template <class Stage>
-constexpr auto stage_scheduler(const Stage& stage) {
-  using S = std::remove_cvref_t<decltype(stage.selection())>;
-  if constexpr (Stage::has_relaxation)
-    return stage.scheduler();
-  else if constexpr (requires { typename S::default_scheduler; })
-    return stage.scheduler_or(typename S::default_scheduler{});
-  else
-    return stage.scheduler_or(schedule::fixed_step{});
+/// The binary mask of what select() returned; a selection's own report goes to `report`.
+template <class Output>
+torch::Tensor take_selection(Output&& out, stage_report& report) {
+  if constexpr (is_selected<std::remove_cvref_t<Output>>) {
+    report.details = std::move(out.report);
+    return std::move(out.mask);
+  } else {
+    return std::forward<Output>(out);
+  }
 }
 
 template <class Stage>
@@ -59,67 +62,72 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
   report.name = stage.name();
   report.budget = budget_count;
   stage_context ctx(net, teacher, data, options, index, budget_count, stage.finetune(),
-                    stage_scheduler(stage), result, report);
+                    stage.scheduler());
   report.relu_count_before = ctx.masks.relu_count();
   ctx.relus_per_entry = ctx.masks.relus_per_entry();
+  const auto finish = [&] {
+    report.relu_count = ctx.masks.relu_count();
+    report.budget_met = report.relu_count <= budget_count;
+    report.finetune_epochs = ctx.spent.finetune_epochs;
+    report.images_forwarded = ctx.spent.images_forwarded;
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    result.images_forwarded += ctx.spent.images_forwarded;
+    for (auto& row : ctx.spent.history) result.history.push_back(std::move(row));
+    result.stages.push_back(std::move(report));
+  };
   if (report.relu_count_before <= budget_count) {
     // Already within the budget: nothing to linearize, so the network stays as it is (its
     // current mask becomes hard).
     ctx.masks.harden(ctx.masks.binary());
-    report.relu_count = report.relu_count_before;
-    report.budget_met = true;
     report.test_accuracy_selected = report.test_accuracy_finetuned = ctx.accuracy(data.test);
-    result.stages.push_back(report);
+    finish();
     return;
   }
 
   if constexpr (Stage::has_relaxation) {
-    const auto relax = stage.relaxation();
-    const auto history = mask_search(relax, stage.scheduler(), ctx);
-    for (const auto& r : history.rows) {
-      const auto count = r.values.find("relu_count");
-      ctx.add_history({.phase = "search",
-                       .epoch = r.epoch,
-                       .penalty_weight = r.values.count(penalty_weight_key) ? r.values.at(penalty_weight_key) : NAN,
-                       .relu_count = count == r.values.end() ? 0 : static_cast<int64_t>(count->second),
-                       .loss = r.train_loss,
-                       .train_accuracy = r.train_top1,
-                       .held_out_accuracy = r.eval ? r.eval->top1 : NAN,
-                       .seconds = r.seconds});
-      ctx.count_images(data.train.size());
-    }
-    report.search_epochs = static_cast<int64_t>(history.rows.size());
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> parts;
-    for (size_t i = 0; i < ctx.masks.size(); ++i)
-      parts.push_back(relax.score(ctx.masks[i].mask()).detach().reshape({-1}).to(torch::kCPU, torch::kFloat));
-    ctx.scores = torch::cat(parts);
+    auto search = mask_search(stage.relaxation(), stage.scheduler(), ctx);
+    ctx.record("search", search.history, 0);
+    report.search_epochs = static_cast<int64_t>(search.history.rows.size());
+    ctx.scores = std::move(search.scores);
+    ctx.kept = std::move(search.kept);
   } else {
     ctx.scores = ctx.masks.values();
+    ctx.kept = ctx.masks.binary();
   }
 
-  const torch::Tensor binary = stage.selection().select(ctx);
-  require(binary.dim() == 1 && binary.numel() == ctx.masks.entries(), "selection '",
-          stage.selection().name(), "' returned a mask of shape ", binary.sizes(), "; expected [",
+  const torch::Tensor binary = take_selection(stage.selection().select(ctx), report);
+  require(binary.defined() && binary.dim() == 1 && binary.numel() == ctx.masks.entries(),
+          "selection '", stage.selection().name(), "' returned a mask of shape ",
+          binary.defined() ? binary.sizes() : torch::IntArrayRef{}, "; expected [",
           ctx.masks.entries(), "]");
   ctx.masks.harden(binary.to(torch::kBool));
-  report.relu_count = ctx.masks.relu_count();
-  report.budget_met = report.relu_count <= budget_count;
+  const int64_t selected_count = ctx.masks.relu_count();
+  require(selected_count <= budget_count, "run: stage ", index, " (", report.name, ") ended at ",
+          selected_count, " ReLUs, above its budget of ", budget_count,
+          report.search_epochs > 0 ? " after " + std::to_string(report.search_epochs) + " search epochs" : "",
+          "; give the search more epochs (its scheduler) or use a selection that enforces the "
+          "budget (select::magnitude with enforce_budget, select::top_k)");
   report.test_accuracy_selected = ctx.accuracy(data.test);
-  ctx.finetune(stage.finetune().epochs, "finetune");
+  const auto outcome = ctx.finetune(stage.finetune().epochs, "finetune");
+  report.test_accuracy_recalibrated = outcome.test_accuracy_recalibrated;
+  report.held_out_accuracy_finetuned = outcome.held_out_accuracy;
   report.test_accuracy_finetuned = ctx.accuracy(data.test);
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  result.stages.push_back(report);
+  finish();
 }
 
 }  // namespace detail
 
 /// Runs `m` (a pipeline stage or a chain) on `net`, distilling from `teacher` (a frozen copy of
 /// the original network; null: no distillation), until the network holds at most `b` ReLUs.
+/// Training phases augment as options.augment says, else as data.augment (the baseline's).
 template <method Method>
 run_result run(const Method& m, const Network& net, const Network& teacher, const run_data& data,
-               const budget& b, const run_options& options = {}) {
+               const budget& b, run_options options = {}) {
   require(net != nullptr, "run: the network is null");
+  if (!options.augment) options.augment = data.augment;
+  require(options.augment.has_value(), "run: no augmentation chosen: set run_options::augment "
+          "(data::cifar_augmentation is the published crop + flip, data::augmentation{} none) or "
+          "build run_data with baseline_run_data(), which takes the baseline's");
   require(teacher == nullptr || teacher.get() != net.get(),
           "run: the teacher is the network being linearized; give a copy (net->copy())");
   for (const auto* part : {&data.train, &data.test}) part->validate();

@@ -2,7 +2,7 @@
 // A binary gate in the forward pass, (theta > threshold), with a straight-through gradient: the
 // backward pass treats the gate as theta itself, so the network trains as it will be deployed
 // while the parameter still learns. The penalty is L1 on the parameter, as in SNL.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
 
 #include <torch/torch.h>
 

@@ -8,7 +8,7 @@
 // lambda grows. Storing theta = gate / step_scale makes the mask move step_scale times faster
 // (it is Adam with a mask learning rate of step_scale * lr) without touching the weights' rate.
 // step_scale = 1 is SNL exactly.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>

@@ -2,7 +2,7 @@
 // A smooth gate in (0, 1): gate = sigmoid(theta / temperature). The penalty is the gate itself
 // (the expected fraction of each entry's ReLU that remains), and an entry counts as kept while
 // its gate exceeds 1/2.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
 
 #include <torch/torch.h>
 

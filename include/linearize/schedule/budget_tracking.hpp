@@ -2,31 +2,46 @@
 // A faster alternative to SNL's lasso_growth: the ReLU count follows a planned path from where
 // the search starts down to the budget within a given number of epochs, and every few steps the
 // penalty weight is corrected multiplicatively by how far the count is off the path. The path is
-// log-linear (counts fall over orders of magnitude) and reaches the budget at `plan_fraction` of
-// the epochs, leaving the rest for the network to adapt at the budget.
+// log-linear (counts fall over orders of magnitude).
 //
-// Dead time. The count only moves once masks cross the relaxation's threshold, which under Adam
-// takes about 1 / (lr * step_scale) steps after the weight became large enough; corrections made
-// meanwhile all push the same way and wind the weight up. Measured on ResNet18-IN (width 16,
-// Fashion-MNIST, step_scale 10): with max_change 2 the weight grew ~50x in one epoch and the
-// count fell from 94,000 to 4,300 against a plan of 9,600 (to 1% it then oscillated and
-// collapsed); with max_change 1.1 and lambda0 = 3e-4 (about where this network's count starts to
-// move) it came down 96,000 -> 19,700 -> 6,900 -> 4,000 for a budget of 4,800. Start lambda0
-// near that point for your network and keep max_change small; the defaults suit long searches.
+// Dead time, and the plan in mask space. A mask only counts as removed once it has travelled
+// from its start (1 for l1_mix) to the relaxation's boundary (0.01), and under Adam a parameter
+// moves about lr per step however large the penalty: with SNL's lr of 1e-3 that is ~1,000 steps,
+// 12 epochs of 10,000 images, while the count does not move at all. A controller that corrects by
+// the count meanwhile pushes the weight up at every check and, once the masks arrive, all of them
+// cross at once (measured: a 3-epoch plan to 5% on ResNet18-IN width 16 ended at 96,000 of
+// 96,000 ReLUs with the old defaults). So this scheduler plans in mask space:
+//  - speed: the masks move fast enough to cross in `cross_fraction` of the plan (the search
+//    scales their learning rate, pipeline/mask_speed.hpp; `speed` fixes it instead);
+//  - lead: while the plan pushes, the count is taken `lead_level` of the way from kept to the
+//    boundary, so a mask counts as leaving soon after it starts to move: the weight is corrected
+//    by a count that answers within a few checks, not after the crossing time;
+//  - then the counting level rises to the boundary at the pace a pushed mask travels, and the
+//    plan holds the budget until `plan_fraction` of the epochs, when the true count is there;
+//    meanwhile the weight holds (a correction then would act too late to count).
+// The time a mask needs to cross comes from the search (search_progress::crossing_epochs).
+//
+// The weight. How large it must be to push a given number of ReLUs depends on the network, the
+// data and the loss (3e-4 on ResNet18-IN width 16 for Fashion-MNIST; SNL's 1e-5 is a start for
+// a search of hundreds of epochs). With lambda0 = 0 (the default) the search measures it first
+// (policy/weight_probe.hpp, `probe_batches` batches): the weight each count needs, kept as a
+// curve of `probe_points` points. The weight is then that curve at the plan's next count
+// (feedforward) times a correction factor that the count's distance from the plan moves
+// (feedback): the plan's pace no longer depends on how fast corrections may compound. A given
+// lambda0 replaces the curve by a constant (feedback alone).
 //
 // Saturation (anti-windup). Past some weight the count stops falling: with l1_mix under Adam,
-// gates pushed to zero jitter by about lr * step_scale around it, and with step_scale 10 that is
-// the 0.01 threshold itself, so a floor of entries keeps crossing it however large the weight
-// grows. Measured (45 planned epochs to 3%, ResNet18-IN width 16): the count stalled near 4,000,
-// the weight then doubled every epoch up to 17, every gate collapsed to the jitter, accuracy fell
-// from 86% to 68% during the search and top_k had only noise left to choose from (74.7% after
-// finetuning). So once the count has responded, the weight may exceed the weight of the latest
-// new minimum count by at most `windup_limit`; and once the plan has reached the budget, an
-// epoch without a new minimum at that cap ends the search (the selection rule takes it from
-// there, with the gates still informative). Same run: windup_limit 4 -> 83.21%, 2 -> 85.23%
-// (SNL's lasso_growth at about the same compute: 86.89%); 3-epoch plans were unaffected.
-#include <linearize/pipeline/progress.hpp>
-#include <linearize/pipeline/roles.hpp>
+// gates pushed to zero jitter by about the mask's step around it, and when that is near the
+// threshold a floor of entries keeps crossing it however large the weight grows (measured: a
+// 45-epoch plan to 3% stalled near 4,000, the weight doubled every epoch up to 17, accuracy fell
+// from 86% to 68% during the search, 74.7% after finetuning). So once the count has responded,
+// the correction may exceed its value at the latest new minimum count by at most
+// `windup_limit`; and once the plan has reached the budget, an epoch without a new minimum at
+// that cap ends the search (the selection rule takes it from there, with the gates still
+// informative).
+#include <linearize/policy/progress.hpp>
+#include <linearize/policy/roles.hpp>
+#include <linearize/policy/weight_probe.hpp>
 #include <linearize/support/error.hpp>
 
 #include <algorithm>
@@ -39,58 +54,145 @@ namespace linearize::schedule {
 struct budget_tracking {
   using role = roles::scheduler;
   int64_t epochs = 10;          ///< planned length of the search
-  double plan_fraction = 0.8;   ///< the path reaches the budget at this fraction of `epochs`
-  double lambda0 = 1e-5;
+  double plan_fraction = 0.8;   ///< the true count reaches the budget at this fraction of `epochs`
+  /// Starting weight; 0: measured by the search's probe (see the top), 1e-5 without one.
+  double lambda0 = 0;
+  int64_t probe_batches = 8;    ///< batches the probe measures on
+  int64_t probe_points = 24;    ///< points of the weight-for-count curve kept from the probe
   int64_t check_every = 10;     ///< steps between corrections
-  double gain = 2.0;            ///< correction = exp(gain * log(count / target)), clipped
+  double gain = 0.5;            ///< correction = exp(gain * log(count / target)), clipped
   double max_change = 2.0;      ///< per correction, the weight changes by at most this factor
   int64_t overtime = 2;         ///< epochs allowed beyond `epochs` before giving up
-  /// Once the count has responded (fallen 10% below the start), the weight stays within this
-  /// factor of the weight at the latest new minimum count (a new minimum: 1% below the last).
+  /// Once the count has responded (fallen 10% below the start), the correction factor stays
+  /// within this factor of its value at the latest new minimum count (a new minimum: 1% below
+  /// the last).
   double windup_limit = 2.0;
+  /// The masks' speed (see the top); 0: a mask moving at the optimizer's full step crosses in
+  /// cross_fraction of the plan (never slower than the optimizer moves it).
+  double speed = 0;
+  double cross_fraction = 0.5;
+  /// The correction changes by at most this factor over the time a mask takes to cross.
+  double feedback_rate = 1.5;
 
   // Scalars kept with the penalty weight (saved with the search's checkpoint).
   static constexpr const char* min_count_key = "tracking_min_count";
-  static constexpr const char* weight_at_min_key = "tracking_weight_at_min";
+  static constexpr const char* feedback_at_min_key = "tracking_feedback_at_min";
   static constexpr const char* min_epoch_key = "tracking_min_epoch";
+  static constexpr const char* feedback_key = "tracking_feedback";
+  static constexpr const char* curve_points_key = "tracking_curve_points";
+  [[nodiscard]] static std::string curve_key(const char* what, int64_t k) {
+    return std::string("tracking_curve_") + what + "_" + std::to_string(k);
+  }
 
   [[nodiscard]] std::string name() const { return "budget_tracking"; }
   [[nodiscard]] int64_t max_epochs() const { return epochs + overtime; }
   [[nodiscard]] int64_t every_steps() const { return check_every; }
 
   void start(scalars& state) const {
-    require(epochs > 0 && plan_fraction > 0 && plan_fraction <= 1 && lambda0 > 0 &&
-                check_every > 0 && gain > 0 && max_change > 1 && windup_limit > 1,
+    require(epochs > 0 && plan_fraction > 0 && plan_fraction <= 1 && lambda0 >= 0 &&
+                probe_batches > 0 && probe_points >= 2 &&
+                check_every > 0 && gain > 0 && max_change > 1 && windup_limit > 1 && speed >= 0 &&
+                cross_fraction > 0 && cross_fraction <= 1 && feedback_rate > 1,
             "budget_tracking: epochs ", epochs, " > 0, plan_fraction ", plan_fraction,
-            " in (0, 1], lambda0 ", lambda0, " > 0, check_every ", check_every, " > 0, gain ",
+            " in (0, 1], lambda0 ", lambda0, " >= 0, probe_batches ", probe_batches,
+            " > 0, probe_points ", probe_points, " >= 2, check_every ", check_every, " > 0, gain ",
             gain, " > 0, max_change ", max_change, " > 1, windup_limit ", windup_limit,
-            " > 1 expected");
-    state.try_emplace(penalty_weight_key, lambda0);
+            " > 1, speed ", speed, " >= 0, cross_fraction ", cross_fraction,
+            " in (0, 1], feedback_rate ", feedback_rate, " > 1 expected");
+    state.try_emplace(penalty_weight_key, lambda0 > 0 ? lambda0 : 1e-5);
   }
 
-  /// The planned count after `progress_epochs` (fractional) epochs.
+  /// A fresh search with its probe: unless lambda0 is given, keep the probe's weight-for-count
+  /// curve (log-spaced counts from 90% of the start to a quarter of the budget) and start on it.
+  void start(scalars& state, const search_progress& p, const weight_probe& probe) const {
+    start(state);
+    if (lambda0 > 0) return;
+    const double from = std::log(std::max(1.0, 0.9 * static_cast<double>(p.start_count)));
+    const double to = std::log(std::max(1.0, 0.25 * static_cast<double>(p.budget)));
+    for (int64_t k = 0; k < probe_points; ++k) {
+      const double count = std::exp(from + (to - from) * static_cast<double>(k) / static_cast<double>(probe_points - 1));
+      state[curve_key("count", k)] = count;
+      state[curve_key("weight", k)] =
+          std::clamp(probe.weight_for(static_cast<int64_t>(std::llround(count))), 1e-12, 1e3);
+    }
+    state[curve_points_key] = static_cast<double>(probe_points);
+    state[penalty_weight_key] = feedforward(state, target(p, lag_epochs(p)));
+  }
+
+  /// The weight the probe says keeps `count` ReLUs (log-log interpolation of its curve); without
+  /// a curve, lambda0 (SNL's 1e-5 when none is given).
+  [[nodiscard]] double feedforward(const scalars& state, double count) const {
+    const auto n = state.find(curve_points_key);
+    if (n == state.end()) return lambda0 > 0 ? lambda0 : 1e-5;
+    const auto points = static_cast<int64_t>(n->second);
+    const auto at = [&](const char* what, int64_t k) { return state.at(curve_key(what, k)); };
+    // Counts fall with k; clamp to the curve's ends.
+    if (count >= at("count", 0)) return at("weight", 0);
+    for (int64_t k = 1; k < points; ++k) {
+      const double c0 = at("count", k - 1), c1 = at("count", k);
+      if (count >= c1) {
+        const double u = (std::log(count) - std::log(c0)) / (std::log(c1) - std::log(c0));
+        const double w0 = std::log(at("weight", k - 1)), w1 = std::log(at("weight", k));
+        return std::exp(w0 + u * (w1 - w0));
+      }
+    }
+    return at("weight", points - 1);
+  }
+
+  /// How long a mask pushed now takes to count as removed: its crossing time.
+  [[nodiscard]] static double lag_epochs(const search_progress& p) { return std::max(0.0, p.crossing_epochs); }
+
+  [[nodiscard]] double plan_epochs() const { return plan_fraction * static_cast<double>(epochs); }
+
+  /// How fast the masks move (a multiple of the optimizer's step).
+  [[nodiscard]] double mask_speed(const mask_travel& t) const {
+    if (speed > 0) return speed;
+    const double steps = cross_fraction * plan_epochs() * static_cast<double>(t.steps_per_epoch);
+    // A removed mask jitters by about one step around where the penalty holds it: the step must
+    // stay within the margin to the boundary, or a floor of removed masks keeps counting.
+    return std::max(1.0, std::min(t.travel / (t.lr * steps), t.margin / t.lr));
+  }
+
+  /// When the count can first respond: a mask pushed at the start arrives after its crossing
+  /// time (at most three quarters of the plan, so that the plan keeps a descent).
+  [[nodiscard]] double descent_start(const search_progress& p) const {
+    return std::min(lag_epochs(p), 0.75 * plan_epochs());
+  }
+
+  /// The planned count after `progress_epochs` (fractional) epochs: the start count until the
+  /// first pushed masks can arrive, then log-linear down to the budget at the plan's end.
   [[nodiscard]] double target(const search_progress& p, double progress_epochs) const {
-    const double t = std::clamp(progress_epochs / (plan_fraction * static_cast<double>(epochs)), 0.0, 1.0);
-    const double from = std::log(std::max<double>(1, static_cast<double>(p.start_count)));
-    const double to = std::log(std::max<double>(1, static_cast<double>(p.budget)));
-    return std::exp(from + (to - from) * t);
+    const double from = descent_start(p);
+    const double t = std::clamp((progress_epochs - from) / (plan_epochs() - from), 0.0, 1.0);
+    const double start = std::log(std::max<double>(1, static_cast<double>(p.start_count)));
+    const double end = std::log(std::max<double>(1, static_cast<double>(p.budget)));
+    return std::exp(start + (end - start) * t);
   }
 
   void after_step(scalars& state, const search_progress& p) const {
-    const double done = static_cast<double>(p.epoch) +
-                        static_cast<double>(p.step + 1) / static_cast<double>(p.steps_per_epoch);
-    const double off = std::log(std::max<double>(1, static_cast<double>(p.count)) / target(p, done));
-    const double change = std::clamp(std::exp(gain * off), 1 / max_change, max_change);
+    const double count = static_cast<double>(p.count);
+    // The correction may change by feedback_rate per crossing time at most: faster, it would
+    // integrate what the masks have not yet had time to show (dead time) and wind up.
+    double limit = max_change;
+    const double crossing_steps = p.crossing_epochs * static_cast<double>(p.steps_per_epoch);
+    if (crossing_steps > 0)
+      limit = std::min(limit, std::pow(feedback_rate, static_cast<double>(check_every) / crossing_steps));
+    const double off = std::log(std::max(1.0, count) / target(p, p.epochs_done()));
+    const double change = std::clamp(std::exp(gain * off), 1 / limit, limit);
     auto& w = state[penalty_weight_key];
+    auto& feedback = state.try_emplace(feedback_key, 1.0).first->second;
     auto& min_count = state.try_emplace(min_count_key, static_cast<double>(p.start_count)).first->second;
-    auto& weight_at_min = state.try_emplace(weight_at_min_key, w).first->second;
-    if (static_cast<double>(p.count) < 0.99 * min_count) {
-      min_count = static_cast<double>(p.count);
-      weight_at_min = w;
+    auto& feedback_at_min = state.try_emplace(feedback_at_min_key, feedback).first->second;
+    if (count < 0.99 * min_count) {
+      min_count = count;
+      feedback_at_min = feedback;
       state[min_epoch_key] = static_cast<double>(p.epoch);
     }
-    w = std::clamp(w * change, 1e-12, 1e3);
-    if (responded(state, p)) w = std::min(w, weight_at_min * windup_limit);
+    feedback = std::clamp(feedback * change, 1e-6, 1e6);
+    if (responded(state, p)) feedback = std::min(feedback, feedback_at_min * windup_limit);
+    // Feedforward: the weight that pushes what the plan wants gone once these masks arrive.
+    const double ahead = feedforward(state, target(p, p.epochs_done() + lag_epochs(p)));
+    w = std::clamp(ahead * feedback, 1e-12, 1e3);
   }
 
   [[nodiscard]] bool after_epoch(scalars& state, const search_progress& p) const {
@@ -103,14 +205,14 @@ struct budget_tracking {
     return it != state.end() && it->second < 0.9 * static_cast<double>(p.start_count);
   }
 
-  /// At the end of epoch p.epoch: the plan has reached the budget, the weight sits at its cap,
-  /// and the whole epoch brought no new minimum count.
+  /// At the end of epoch p.epoch: the plan has reached the budget, the correction sits at its
+  /// cap, and the whole epoch brought no new minimum count.
   [[nodiscard]] bool saturated(const scalars& state, const search_progress& p) const {
-    const auto w = state.find(penalty_weight_key), w_min = state.find(weight_at_min_key),
+    const auto w = state.find(feedback_key), w_min = state.find(feedback_at_min_key),
                e_min = state.find(min_epoch_key);
     if (!responded(state, p) || w == state.end() || w_min == state.end() || e_min == state.end())
       return false;
-    const bool plan_done = static_cast<double>(p.epoch + 1) >= plan_fraction * static_cast<double>(epochs);
+    const bool plan_done = static_cast<double>(p.epoch + 1) >= plan_epochs();
     const bool at_cap = w->second >= w_min->second * windup_limit * (1 - 1e-9);
     return plan_done && at_cap && e_min->second < static_cast<double>(p.epoch);
   }

@@ -2,7 +2,7 @@
 // Coordinate descent's schedule: a fixed number of ReLUs (DRC) leaves the network per step, so
 // going from B_ref to B_target takes exactly T = ceil((B_ref - B_target) / DRC) steps: the
 // method's provable runtime.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
 #include <linearize/support/error.hpp>
 
 #include <cstdint>

@@ -3,8 +3,8 @@
 // count is taken; a new minimum is remembered, otherwise (from epoch 5 on) lambda grows by 1.1.
 // The search stops as soon as the count is within the budget, or at the epoch cap (2000).
 // Published behaviour: CIFAR-100 ResNet18 needs 421 epochs to reach 15K ReLUs.
-#include <linearize/pipeline/progress.hpp>
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/progress.hpp>
+#include <linearize/policy/roles.hpp>
 #include <linearize/support/error.hpp>
 
 #include <cstdint>

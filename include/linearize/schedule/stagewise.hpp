@@ -5,7 +5,7 @@
 // It decides how many steps the plan takes: how many stages one culling step removes and how
 // many stages one thinning step thins. The pipeline's finetune policy then finetunes the final
 // network (its epochs); `step_epochs` is the shorter distillation after each step.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -15,7 +15,9 @@
 //   2. score each by its accuracy drop on a fixed scoring set (scoring.hpp, with early rejection)
 //      and keep the first whose drop is below ADT (accuracy points);
 //   3. if none passes, keep the one with the least drop and finetune (the stage's finetune
-//      policy; an option finetunes after every iteration).
+//      policy; an option finetunes after every iteration). The least drop is taken among tries
+//      scored on the whole set: a try rejected early only has a prefix estimate, so the most
+//      promising of those are scored to the end first (`rescore`).
 //
 // What the drop is measured against. The reference is the network at the start or right after
 // its last finetune, and the drop of a candidate is the reference's accuracy minus the
@@ -35,9 +37,10 @@
 // finetune) into stage<i>_bcd.ckpt (coordinate_state.hpp); finetunes checkpoint through the
 // trainer. Calling run() again continues from the last checkpoint to the same mask.
 #include <linearize/core/mask_set.hpp>
-#include <linearize/pipeline/concepts/scheduler.hpp>
-#include <linearize/pipeline/roles.hpp>
-#include <linearize/pipeline/run_types.hpp>
+#include <linearize/policy/concepts/scheduler.hpp>
+#include <linearize/policy/roles.hpp>
+#include <linearize/policy/run_types.hpp>
+#include <linearize/policy/selected.hpp>
 #include <linearize/select/block_proposal.hpp>
 #include <linearize/select/coordinate_report.hpp>
 #include <linearize/select/coordinate_state.hpp>
@@ -48,6 +51,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -56,6 +60,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace linearize::select {
 
@@ -81,11 +86,15 @@ struct coordinate_block {
   int64_t scoring_size = 0;      ///< samples of the scoring set; 0: all of score_on's data
   int64_t scoring_batch = 256;   ///< also the step of the early-rejection test
   early_rejection rejection{};   ///< scoring.hpp; .enabled = false scores every candidate fully
+  /// When no try passes, the least-drop block is chosen among fully scored tries; up to this
+  /// many early-rejected ones whose prefix estimate is lower are scored to the end first.
+  int64_t rescore = 2;
 
   // ---- proposals -------------------------------------------------------------------------------
   proposal proposals = proposal::first_order;  ///< uniform: the paper's draws
   int64_t gradient_samples = 256;     ///< training images per first-order estimate
   int64_t gradient_micro_batch = 16;  ///< see first_order.hpp
+  damage_estimate estimate = damage_estimate::signed_change;  ///< how first_order ranks entries
   double pool_growth = 1.0;           ///< try k draws from the best drc * (1 + k * growth) ReLUs
 
   // ---- finetuning ------------------------------------------------------------------------------
@@ -106,6 +115,7 @@ struct coordinate_block {
     require(scoring_size >= 0, "coordinate_block: scoring_size ", scoring_size,
             " must be >= 0 (0: the whole scoring data)");
     require(scoring_batch > 0, "coordinate_block: scoring_batch ", scoring_batch, " must be positive");
+    require(rescore >= 0, "coordinate_block: rescore ", rescore, " must be >= 0");
     rejection.validate();
     require(gradient_samples > 0 && gradient_micro_batch > 0, "coordinate_block: gradient_samples ",
             gradient_samples, " and gradient_micro_batch ", gradient_micro_batch, " must be positive");
@@ -115,14 +125,13 @@ struct coordinate_block {
             " must be >= 0, or -1 for the finetune policy's epochs");
   }
 
-  /// Runs the search on ctx.net (see pipeline/stage_context.hpp); returns the final binary mask.
+  /// Steps by a step scheduler (ctx.scheduler: fixed_step's DRC); pipeline() checks the pairing.
+  static constexpr scheduler_kind steps_by = scheduler_kind::step;
+
+  /// Runs the search on ctx.net (see policy/stage_context.hpp); returns the final binary mask
+  /// and what the search did.
   template <class Context>
-  [[nodiscard]] torch::Tensor select(Context& ctx) const {
-    using scheduler_type = std::remove_cvref_t<decltype(ctx.scheduler)>;
-    static_assert(step_scheduler<scheduler_type>,
-                  "select::coordinate_block needs a step scheduler (schedule::fixed_step{.drc = "
-                  "...}): it removes a fixed number of ReLUs per iteration. A relaxation's "
-                  "penalty scheduler cannot drive it.");
+  [[nodiscard]] selected<coordinate_report> select(Context& ctx) const {
     return search<Context>{*this, ctx}.run();
   }
 
@@ -142,7 +151,7 @@ struct coordinate_block {
 
     search(const coordinate_block& o, Context& c) : opt(o), ctx(c) {}
 
-    torch::Tensor run() {
+    selected<coordinate_report> run() {
       opt.validate();
       drc = ctx.scheduler.step_size();
       target = ctx.budget;
@@ -193,8 +202,7 @@ struct coordinate_block {
         iterate();
       }
       st.report.seconds = elapsed();
-      st.report.write(ctx.report.counters);
-      return masks.binary();
+      return {masks.binary(), st.report};
     }
 
     // One iteration: choose and apply a block; finetune when none passed (or always).
@@ -211,7 +219,7 @@ struct coordinate_block {
         const auto t0 = clock::now();
         const auto seed = derive_seed(ctx.seed(0xbcd6u), {static_cast<uint64_t>(st.iteration)});
         const auto estimate = estimate_first_order(ctx.net, masks, ctx.data.train, opt.gradient_samples,
-                                                   opt.gradient_micro_batch, seed);
+                                                   opt.gradient_micro_batch, seed, opt.estimate);
         ctx.count_images(estimate.images);
         st.report.gradient_images += estimate.images;
         ranked = rank_entries(active, active_relus, estimate.damage, seed);
@@ -219,34 +227,28 @@ struct coordinate_block {
       }
 
       const auto t0 = clock::now();
-      torch::Tensor best;
-      double best_drop = std::numeric_limits<double>::infinity();
+      // Every try, with its drop: exact when scored on the whole set, else the prefix estimate.
+      struct candidate {
+        torch::Tensor block;
+        candidate_score score;
+      };
+      std::vector<candidate> tries;
       bool accepted = false;
-      int64_t tried = 0;
       for (int64_t k = 0; k < opt.tries && !accepted; ++k) {
         const auto seed = derive_seed(ctx.seed(0xbcd7u), {static_cast<uint64_t>(st.iteration),
                                                           static_cast<uint64_t>(k)});
         const auto block = opt.proposals == proposal::uniform
                                ? draw_block(active, active_relus, drc, seed)
                                : ranked_block(ranked, drc, k, opt.pool_growth, seed);
-        switch_block(masks, block, /*on=*/false);
-        const auto score = score_candidate(ctx.net, set, st.reference_correct, threshold, opt.rejection);
-        ++tried;
-        ctx.count_images(score.samples);
-        st.report.scoring_images += score.samples;
+        const auto score = score_block(block, threshold, opt.rejection);
         st.report.early_rejections += score.rejected_early;
-        if (score.passed) {
-          accepted = true;  // the block stays off
-          best_drop = score.drop;
-          break;
-        }
-        if (!best.defined() || score.drop < best_drop) {
-          best = block;
-          best_drop = score.drop;
-        }
-        switch_block(masks, block, /*on=*/true);
+        tries.push_back({block, score});
+        accepted = score.passed;  // a passing block stays off
+        if (!accepted) switch_block(masks, block, /*on=*/true);
       }
-      if (!accepted) switch_block(masks, best, /*on=*/false);
+      const int64_t tried = static_cast<int64_t>(tries.size());
+      double best_drop = tries.back().score.drop;
+      if (!accepted) best_drop = fall_back(tries, threshold);
       st.report.scoring_seconds += since(t0);
       st.report.tries += tried;
       st.report.accepted += accepted;
@@ -269,11 +271,61 @@ struct coordinate_block {
       finish_iteration();
     }
 
+    /// Scores `block` switched off (it stays off); counts its images.
+    candidate_score score_block(const torch::Tensor& block, double threshold, early_rejection rule) {
+      switch_block(masks, block, /*on=*/false);
+      const auto score = score_candidate(ctx.net, set, st.reference_correct, threshold, rule);
+      ctx.count_images(score.samples);
+      st.report.scoring_images += score.samples;
+      return score;
+    }
+
+    /// No try passed: switch off the block with the least drop among those scored on the whole
+    /// set. A prefix estimate is not a drop: the `rescore` early-rejected tries with the least
+    /// estimates that might beat the best complete one are scored to the end first.
+    template <class Candidates>
+    double fall_back(Candidates& tries, double threshold) {
+      const auto best_complete = [&] {
+        double best = std::numeric_limits<double>::infinity();
+        for (const auto& c : tries)
+          if (!c.score.rejected_early) best = std::min(best, c.score.drop);
+        return best;
+      };
+      std::vector<size_t> early;
+      for (size_t i = 0; i < tries.size(); ++i)
+        if (tries[i].score.rejected_early) early.push_back(i);
+      std::stable_sort(early.begin(), early.end(),
+                       [&](size_t a, size_t b) { return tries[a].score.drop < tries[b].score.drop; });
+      for (size_t n = 0; n < early.size() && static_cast<int64_t>(n) < opt.rescore; ++n) {
+        auto& c = tries[early[n]];
+        if (c.score.drop >= best_complete()) break;  // sorted: no later one can beat it either
+        c.score = score_block(c.block, threshold, early_rejection{.enabled = false});
+        switch_block(masks, c.block, /*on=*/true);
+        ++st.report.rescored;
+      }
+      const candidate_score* best = nullptr;
+      const torch::Tensor* block = nullptr;
+      for (const auto& c : tries)
+        if (!c.score.rejected_early && (!best || c.score.drop < best->drop)) {
+          best = &c.score;
+          block = &c.block;
+        }
+      if (!best) {  // every try was rejected early and none was rescored (rescore = 0)
+        for (const auto& c : tries)
+          if (!best || c.score.drop < best->drop) {
+            best = &c.score;
+            block = &c.block;
+          }
+      }
+      switch_block(masks, *block, /*on=*/false);
+      return best->drop;
+    }
+
     void finetune(int64_t iteration) {
       const auto t0 = clock::now();
-      const int64_t images_before = ctx.report.images_forwarded;
+      const int64_t images_before = ctx.spent.images_forwarded;
       ctx.finetune(finetune_epochs, phase(iteration));
-      st.report.finetune_images += ctx.report.images_forwarded - images_before;
+      st.report.finetune_images += ctx.spent.images_forwarded - images_before;
       ++st.report.finetunes;
       st.report.finetune_seconds += since(t0);
       if (opt.remeasure_reference) measure_reference();
@@ -313,8 +365,10 @@ struct coordinate_block {
           << " budget " << target << " drc " << drc << " tries " << opt.tries << " adt " << opt.adt
           << " scoring " << (opt.score_on == scoring_data::held_out ? "held_out" : "train") << ' '
           << set.size() << '/' << opt.scoring_batch << " rejection " << opt.rejection.enabled << ' '
-          << opt.rejection.z << ' ' << opt.rejection.min_samples << " proposals "
-          << to_string(opt.proposals) << ' ' << opt.gradient_samples << '/'
+          << opt.rejection.z << ' ' << opt.rejection.min_samples << " rescore " << opt.rescore
+          << " proposals "
+          << to_string(opt.proposals) << ' ' << to_string(opt.estimate) << ' '
+          << opt.gradient_samples << '/'
           << opt.gradient_micro_batch << ' ' << opt.pool_growth << " finetune " << finetune_epochs
           << (opt.finetune_every_iteration ? " every" : " on_fallback")
           << (opt.remeasure_reference ? " remeasure" : " stale");

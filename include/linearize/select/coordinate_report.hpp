@@ -1,11 +1,10 @@
 #pragma once
-// What a coordinate-descent search did and what it cost, kept in the stage report's named
-// counters (stage_report::counters) under "bcd_<field>"; coordinate_report::of(stage) reads
-// them back. Images are counted as forwarded through the network being linearized; gradient
-// images also went backward once (about 3x a forward each), finetune images are the finetune
+// What a coordinate-descent search did and what it cost: what select::coordinate_block returns
+// beside its mask, kept as the stage report's details; coordinate_report::of(stage) reads it.
+// Images are counted as forwarded through the network being linearized; gradient images also
+// went backward once (about 3x a forward each), finetune images are the finetune
 // policy's (training epochs, BatchNorm re-estimation, held-out model selection).
 #include <cstdint>
-#include <map>
 #include <string>
 #include <type_traits>
 
@@ -20,6 +19,7 @@ struct coordinate_report {
   int64_t fallbacks = 0;           ///< iterations where no block passed (least drop taken)
   int64_t finetunes = 0;           ///< finetunes during the search
   int64_t early_rejections = 0;    ///< candidates rejected on a prefix of the scoring set
+  int64_t rescored = 0;            ///< early-rejected candidates scored to the end for a fallback
   int64_t scoring_images = 0;      ///< reference measurements and candidate scoring
   int64_t gradient_images = 0;     ///< first-order estimates (forward + backward)
   int64_t finetune_images = 0;     ///< finetunes during the search
@@ -42,6 +42,7 @@ struct coordinate_report {
     f("fallbacks", &coordinate_report::fallbacks);
     f("finetunes", &coordinate_report::finetunes);
     f("early_rejections", &coordinate_report::early_rejections);
+    f("rescored", &coordinate_report::rescored);
     f("scoring_images", &coordinate_report::scoring_images);
     f("gradient_images", &coordinate_report::gradient_images);
     f("finetune_images", &coordinate_report::finetune_images);
@@ -52,26 +53,11 @@ struct coordinate_report {
     f("finetune_seconds", &coordinate_report::finetune_seconds);
   }
 
-  /// Writes every field into `counters` as "bcd_<name>".
-  void write(std::map<std::string, double>& counters) const {
-    fields([&](const char* name, auto member) {
-      counters[std::string("bcd_") + name] = static_cast<double>(this->*member);
-    });
-  }
-  /// Reads the fields back from counters written by write(); absent names stay 0.
-  [[nodiscard]] static coordinate_report read(const std::map<std::string, double>& counters) {
-    coordinate_report r;
-    fields([&](const char* name, auto member) {
-      using T = std::remove_reference_t<decltype(r.*member)>;
-      if (const auto it = counters.find(std::string("bcd_") + name); it != counters.end())
-        r.*member = static_cast<T>(it->second);
-    });
-    return r;
-  }
-  /// The report of a stage (its stage_report or anything with `counters`).
+  /// The report of a stage whose selection was coordinate descent (stage_report::details); a
+  /// linearize::error for any other stage.
   template <class StageReport>
-  [[nodiscard]] static coordinate_report of(const StageReport& stage) {
-    return read(stage.counters);
+  [[nodiscard]] static const coordinate_report& of(const StageReport& stage) {
+    return stage.template details_of<coordinate_report>("coordinate-descent report");
   }
 };
 

@@ -3,13 +3,14 @@
 // per micro-batch. A slot computes y = x - a * min(x, 0); turning an entry from a = 1 to a = 0
 // changes its output by exactly min(x, 0), so to first order the loss changes by
 //   dL = g * min(x, 0) = -dL/da     (g = dL/dy),
-// the gradient of the loss with respect to a gate of ones (REFERENCES.md gives dL/da). The gate
-// gradient of a micro-batch sums this over its samples, where effects of opposite sign cancel;
-// the damage of an entry is therefore the sum over micro-batches of |dL/da|: with micro-batches
-// of one sample it is the mean per-sample effect size, larger micro-batches trade fidelity for
-// speed. An entry whose input is never negative on the samples costs exactly 0 (ReLU and identity
-// agree there). The network runs in eval mode (BatchNorm with running statistics), so the samples
-// of a micro-batch do not interact.
+// the gradient of the loss with respect to a gate of ones (REFERENCES.md gives dL/da). Summed
+// over the samples this is the estimated change of the loss: `signed_change` (the default) ranks
+// entries by it, so an entry whose removal lowers the loss comes first. `magnitude` sums
+// |dL/da| over micro-batches instead (with micro-batches of one sample, the mean per-sample
+// effect size): it treats any effect as damage, also a helpful one. An entry whose input is
+// never negative on the samples costs exactly 0 either way (ReLU and identity agree there). The
+// network runs in eval mode (BatchNorm with running statistics), so the samples of a
+// micro-batch do not interact.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/data/augment.hpp>
@@ -22,9 +23,17 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 namespace linearize::select {
+
+/// How the per-sample effects of removing an entry add up (see the top of this file).
+enum class damage_estimate { signed_change, magnitude };
+
+[[nodiscard]] constexpr std::string_view to_string(damage_estimate e) {
+  return e == damage_estimate::signed_change ? "signed_change" : "magnitude";
+}
 
 struct first_order_damage {
   torch::Tensor damage;  ///< float [entries], CPU: estimated loss increase per mask entry
@@ -57,7 +66,8 @@ class trainable_gates {
 [[nodiscard]] inline first_order_damage estimate_first_order(NetworkImpl& net, const MaskSet& masks,
                                                              const data::image_dataset& data,
                                                              int64_t samples, int64_t micro_batch,
-                                                             uint64_t seed) {
+                                                             uint64_t seed,
+                                                             damage_estimate how = damage_estimate::signed_change) {
   require(samples > 0 && micro_batch > 0, "first-order estimate: samples ", samples,
           " and micro-batch ", micro_batch, " must be positive");
   require(data.size() > 0, "first-order estimate: dataset '", data.name, "' is empty");
@@ -83,7 +93,9 @@ class trainable_gates {
                                              /*allow_unused=*/true);
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < grads.size(); ++i)
-      if (grads[i].defined()) damage[i] += grads[i].abs().to(torch::kFloat);
+      if (grads[i].defined())
+        damage[i] += how == damage_estimate::magnitude ? grads[i].abs().to(torch::kFloat)
+                                                       : -grads[i].to(torch::kFloat);
   }
   std::vector<torch::Tensor> flat;
   for (const auto& d : damage) flat.push_back(d.reshape({-1}).to(torch::kCPU));

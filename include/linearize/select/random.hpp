@@ -2,7 +2,8 @@
 // The control every linearization method should beat: keep a uniformly random set of the
 // currently active ReLUs, as many as the budget allows. Seeded through the stage context, so the
 // same run seed gives the same mask.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
+#include <linearize/select/budget_fill.hpp>
 
 #include <torch/torch.h>
 
@@ -22,15 +23,11 @@ struct random {
   [[nodiscard]] torch::Tensor select(const Context& ctx) const {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed(0x7a5d0u ^ seed));
     const auto active = ctx.scores.to(torch::kCPU).gt(0);
-    // Random keys for active entries, -1 for inactive ones; keep the largest keys that fit.
+    // Random keys for active entries, -1 for inactive ones: active entries come first.
     auto keys = torch::rand({ctx.scores.numel()}, gen, torch::kFloat);
     keys = torch::where(active, keys, torch::full_like(keys, -1));
     const auto order = std::get<1>(keys.sort(/*stable=*/true, 0, /*descending=*/true));
-    const auto cost = ctx.relus_per_entry.to(torch::kCPU).index_select(0, order).cumsum(0);
-    const auto keep_sorted = cost.le(ctx.budget).logical_and(active.index_select(0, order));
-    auto keep = torch::zeros({ctx.scores.numel()}, torch::kBool);
-    keep.index_put_({order}, keep_sorted);
-    return keep;
+    return fill_budget(order, ctx.relus_per_entry, ctx.budget).logical_and(active);
   }
 };
 

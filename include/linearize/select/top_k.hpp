@@ -2,7 +2,8 @@
 // Keeps the entries with the largest scores until the budget is used: with element masks the
 // count equals the budget exactly; with coarser masks it is the largest count within it. Ties go
 // to the lower flat index, so the result is deterministic.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
+#include <linearize/select/budget_fill.hpp>
 
 #include <torch/torch.h>
 
@@ -18,11 +19,7 @@ struct top_k {
   template <class Context>
   [[nodiscard]] torch::Tensor select(const Context& ctx) const {
     const auto order = std::get<1>(ctx.scores.to(torch::kCPU).sort(/*stable=*/true, 0, /*descending=*/true));
-    const auto cost = ctx.relus_per_entry.to(torch::kCPU).index_select(0, order).cumsum(0);
-    const auto keep_sorted = cost.le(ctx.budget);
-    auto keep = torch::zeros({ctx.scores.numel()}, torch::kBool);
-    keep.index_put_({order}, keep_sorted);
-    return keep;
+    return fill_budget(order, ctx.relus_per_entry, ctx.budget);
   }
 };
 

@@ -39,6 +39,7 @@
 #include <linearize/support/seed.hpp>
 #include <linearize/train/checkpoint.hpp>
 #include <linearize/train/evaluate.hpp>
+#include <linearize/train/keep_best.hpp>
 #include <linearize/train/lr_schedule.hpp>
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/progress.hpp>
@@ -398,24 +399,18 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
                      .resume = resuming,
                      .seed = recipe.seed,
                      .stop_after_steps = options.stop_after_steps,
-                     .values = {{"best_epoch", 0}, {"best_held_out_top1", -1}},
                      .progress = options.progress};
-  // The best epoch's weights go to disk as soon as it is known, so a resume keeps them.
-  auto keep_best = hooks{.after_epoch = [&](epoch_context& c) {
-    if (!c.record.eval) return;
-    if (c.record.eval->top1 > c.values.at("best_held_out_top1")) {
-      io::export_state(c.net, best_file);
-      c.values["best_held_out_top1"] = c.record.eval->top1;
-      c.values["best_epoch"] = static_cast<double>(c.epoch + 1);
-    }
-  }};
-  const auto result = fit(*net, parts.train, run, keep_best);
+  keep_best_held_out best(best_file);
+  const auto result = fit(*net, parts.train, run,
+                          hooks{.after_epoch = [&](epoch_context& c) { best.after_epoch(c); }});
 
   if (result.end != run_end::completed) return {net, record, true};  // record stays incomplete
 
-  io::import_state(*net, best_file);
-  record.best_epoch = static_cast<int64_t>(result.values.at("best_epoch"));
-  record.held_out_top1 = result.values.at("best_held_out_top1");
+  const auto kept = best.restore(*net, result);
+  require(kept.has_value(), "train_baseline: no epoch was evaluated on held-out data (held_out_fraction ",
+          recipe.held_out_fraction, ")");
+  record.best_epoch = kept->epoch + 1;
+  record.held_out_top1 = kept->held_out_top1;
   const auto on_test = evaluate(*net, test, options.eval_batch_size);
   record.test_top1 = on_test.top1;
   record.test_top5 = on_test.top5.value_or(io::missing);

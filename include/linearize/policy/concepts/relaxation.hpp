@@ -2,7 +2,7 @@
 // relaxation_policy: turns a slot's trainable mask parameter into the gate the slot applies,
 // says what it costs (the penalty the search adds to the loss) and how important each entry is
 // (the score a selection rule ranks or thresholds).
-#include <linearize/pipeline/concepts/policy.hpp>
+#include <linearize/policy/concepts/policy.hpp>
 
 #include <torch/torch.h>
 

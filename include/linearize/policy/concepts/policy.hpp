@@ -1,6 +1,6 @@
 #pragma once
 // policy: anything that declares one of the four roles.
-#include <linearize/pipeline/roles.hpp>
+#include <linearize/policy/roles.hpp>
 
 namespace linearize {
 

@@ -1,30 +1,37 @@
 #pragma once
 // What run() takes besides the method, the network and the budget (the data and the settings
 // shared by all stages), and what it returns: the binary mask, the counts, the accuracies before
-// and after finetuning, and one history row per epoch of every phase.
+// and after finetuning, and one history row per epoch of every phase. Only what every method
+// has lives here; a policy's own findings travel as its own type (stage_report::details).
 #include <linearize/core/mask_set.hpp>
 #include <linearize/data/augment.hpp>
-#include <linearize/pipeline/budget.hpp>
 #include <linearize/data/dataset.hpp>
+#include <linearize/policy/budget.hpp>
+#include <linearize/support/error.hpp>
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/progress.hpp>
 
 #include <torch/torch.h>
 
+#include <any>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <map>
+#include <optional>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 namespace linearize {
 
-/// The three disjoint parts of the data a run uses.
+/// The three disjoint parts of the data a run uses, and how its training images are augmented.
 struct run_data {
   data::image_dataset train;     ///< mask search and finetuning
   data::image_dataset held_out;  ///< model selection and candidate scoring (part of the training set)
   data::image_dataset test;      ///< reported accuracies only; never used for a decision
+  /// The augmentation the network was trained with: baseline_run_data() takes it from the
+  /// baseline's recipe. Empty: run_options::augment must say.
+  std::optional<data::augmentation> augment{};
 };
 
 struct run_options {
@@ -33,7 +40,11 @@ struct run_options {
   std::filesystem::path work_dir{};
   uint64_t seed = 0;
   int64_t batch_size = 128;
-  data::augmentation augment{};
+  /// Augmentation of the training images in every phase. Empty: the data's (run_data::augment,
+  /// the baseline recipe's); when neither says, run() refuses to guess (the published recipes
+  /// use data::cifar_augmentation, crop after 4-pixel padding + horizontal flip; no augmentation
+  /// is data::augmentation{}).
+  std::optional<data::augmentation> augment{};
   /// The mask search's optimizer over weights and masks (SNL: Adam, lr 1e-3, no weight decay).
   train::optimizer_config search_optimizer = train::mask_search_adam;
   double search_kd_temperature = 4;  ///< SNL distils from the original network while searching
@@ -60,24 +71,12 @@ struct history_row {
   double seconds = NAN;
 };
 
-/// How much one group of ReLUs matters to accuracy (DeepReDuce's stage criticality): the
-/// network keeping only this group's ReLUs, measured on held-out data.
-struct criticality_row {
-  std::string name{};     ///< the stage
-  int64_t relus = 0;      ///< ReLUs the stage holds (the only ones kept while measuring)
-  double accuracy = NAN;  ///< held-out top-1 with only this stage's ReLUs (NaN: not measured)
-  double score = NAN;     ///< the ranking criterion (by default accuracy per ReLU)
-  size_t rank = 0;        ///< 0 = least critical, removed first
-};
-
-/// One step of a selection rule that works in steps (DeepReDuce's culling and thinning steps).
-struct step_report {
-  std::string name{};                     ///< e.g. "cull stem, layer1"
-  int64_t relu_count = 0;                 ///< after the step
-  double test_accuracy_selected = NAN;    ///< right after the step's mask is applied
-  double test_accuracy_finetuned = NAN;   ///< after the step's distillation
-  double held_out_accuracy_finetuned = NAN;
-  int64_t finetune_epochs = 0;
+/// What a finetune policy returns for one call (finetune_policy::run).
+struct finetune_outcome {
+  int64_t epochs = 0;                       ///< epochs trained (0: none)
+  double test_accuracy_recalibrated = NAN;  ///< after BatchNorm re-estimation, if it was done
+  double held_out_accuracy = NAN;           ///< of the epoch kept, if one was chosen on held-out data
+  int64_t best_epoch = -1;                  ///< 0-based epoch kept (-1: the last)
 };
 
 struct stage_report {
@@ -91,16 +90,27 @@ struct stage_report {
   double test_accuracy_finetuned = NAN;     ///< after finetuning
   double held_out_accuracy_finetuned = NAN;
   int64_t search_epochs = 0;
-  int64_t finetune_epochs = 0;
+  int64_t finetune_epochs = 0;       ///< every finetune epoch of the stage, in-search ones too
   int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
   double seconds = 0;
-  /// A selection rule's own counts and timings by name (coordinate descent: iterations, tries,
-  /// finetunes, scoring images, ...; see its header for the names).
-  std::map<std::string, double> counters{};
-  // Filled by selection rules that have them (DeepReDuce: stage_criticality):
-  std::vector<criticality_row> criticality{};  ///< in network order
-  std::string plan{};                          ///< the plan, as reported before it ran
-  std::vector<step_report> steps{};
+  /// What the stage's selection rule reported, as its own type (coordinate descent:
+  /// select::coordinate_report; DeepReDuce: select::deepreduce_report); empty for rules that
+  /// report nothing. Read it with details_as<T>().
+  std::any details{};
+
+  /// The selection's report as T, or nullptr when it reported none or another type.
+  template <class T>
+  [[nodiscard]] const T* details_as() const {
+    return std::any_cast<T>(&details);
+  }
+  /// The selection's report as T; a linearize::error when the stage has none of that type.
+  template <class T>
+  [[nodiscard]] const T& details_of(const char* what) const {
+    const T* d = details_as<T>();
+    require(d != nullptr, "stage '", name, "' has no ", what, " (its selection rule reported ",
+            details.has_value() ? details.type().name() : "nothing", ")");
+    return *d;
+  }
 };
 
 struct run_result {

@@ -1,0 +1,81 @@
+#pragma once
+// scheduler_policy: decides when to tighten and when to stop. Three kinds exist:
+//  - penalty schedulers drive a relaxation's mask search: they set the penalty weight at the
+//    start, may adjust it every few steps, and after each epoch decide whether to stop;
+//  - step schedulers drive discrete searches (coordinate descent): how many ReLUs go per step;
+//  - stage-wise schedulers drive DeepReDuce-like rules: how many stages a culling or thinning
+//    step takes, and how long the network distils after each step.
+// A selection rule that works in steps names the kind it steps by (selection.hpp); pipeline()
+// checks that the scheduler given is of that kind and supplies a default when none is.
+#include <linearize/policy/concepts/policy.hpp>
+#include <linearize/policy/progress.hpp>
+#include <linearize/policy/weight_probe.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace linearize {
+
+template <class S>
+concept scheduler_policy = policy_of_role<S, roles::scheduler> && requires(const S& s) {
+  { s.name() } -> std::convertible_to<std::string>;
+};
+
+template <class S>
+concept penalty_scheduler =
+    scheduler_policy<S> && requires(const S& s, scalars& state, const search_progress& p) {
+      { s.start(state) } -> std::same_as<void>;
+      { s.after_epoch(state, p) } -> std::same_as<bool>;  ///< true: stop the search
+      { s.max_epochs() } -> std::convertible_to<int64_t>;
+    };
+
+/// Optional for penalty schedulers: adjust every `every_steps()` steps.
+template <class S>
+concept stepwise_penalty_scheduler =
+    penalty_scheduler<S> && requires(const S& s, scalars& state, const search_progress& p) {
+      { s.every_steps() } -> std::convertible_to<int64_t>;
+      { s.after_step(state, p) } -> std::same_as<void>;
+    };
+
+/// Optional for penalty schedulers: mask_speed(travel) sets how fast the masks move (1: as
+/// the optimizer moves them; see pipeline/mask_speed.hpp).
+template <class S>
+concept mask_space_scheduler =
+    penalty_scheduler<S> && requires(const S& s, const mask_travel& t) {
+      { s.mask_speed(t) } -> std::convertible_to<double>;
+    };
+
+/// Optional for penalty schedulers: start from a measurement of where the penalty bites
+/// (weight_probe.hpp) instead of a fixed weight; the search measures on probe_batches batches.
+template <class S>
+concept probing_scheduler =
+    penalty_scheduler<S> &&
+    requires(const S& s, scalars& state, const search_progress& p, const weight_probe& probe) {
+      { s.probe_batches } -> std::convertible_to<int64_t>;
+      { s.start(state, p, probe) } -> std::same_as<void>;
+    };
+
+template <class S>
+concept step_scheduler =
+    scheduler_policy<S> && requires(const S& s, int64_t reference, int64_t target) {
+      { s.step_size() } -> std::convertible_to<int64_t>;         ///< ReLUs removed per step
+      { s.steps(reference, target) } -> std::convertible_to<int64_t>;
+    };
+
+template <class S>
+concept stage_scheduler = scheduler_policy<S> && requires(const S& s) {
+  { s.cull_per_step } -> std::convertible_to<std::size_t>;  ///< stages culled per step (0: all)
+  { s.thin_per_step } -> std::convertible_to<std::size_t>;  ///< stages thinned per step (0: all)
+  { s.step_epochs } -> std::convertible_to<int64_t>;        ///< distillation after each step
+};
+
+/// The kind of scheduler a step-wise selection rule steps by.
+enum class scheduler_kind { step, stage };
+
+template <class S, scheduler_kind K>
+concept scheduler_of_kind = (K == scheduler_kind::step && step_scheduler<S>) ||
+                            (K == scheduler_kind::stage && stage_scheduler<S>);
+
+}  // namespace linearize
