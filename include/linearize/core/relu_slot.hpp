@@ -4,6 +4,10 @@
 // The mask `a` has one entry per element, channel or layer (see granularity.hpp) and is either
 // soft (a trainable parameter that a relaxation turns into a gate) or hard (binary and frozen,
 // what a private-inference deployment would run).
+//
+// Gradient at x = 0, the same on every path (fused, plain ops, fully kept, fully linearized):
+// relu's slope there is 1, so dL/dx = g. Values at NaN and +-inf: see the convention in
+// kernels.hpp.
 #include <linearize/core/granularity.hpp>
 #include <linearize/core/kernels.hpp>
 #include <linearize/support/error.hpp>
@@ -62,7 +66,7 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     if (hard_) {  // binary mask: whole-layer cases need no pass over a mask
       refresh_hard_summary();
       if (hard_all_off_) return x;
-      if (hard_all_on_) return torch::relu(x);
+      if (hard_all_on_) return kernels::relu(x);  // slope 1 at 0, like every other path
     }
     return kernels::masked_relu(x, mask_.to(x.dtype()));
   }
