@@ -3,6 +3,8 @@
 //   composed  the formula as the SNL code writes it: relu(x) * a + (1 - a) * x, plain ops
 //   memcpy    copying the same input bytes into an existing output buffer (the floor)
 // forward (no autograd) and forward_backward (soft element mask, gradients for x and mask).
+// A fully kept hard slot's relu with the convention's slope 1 at 0 (kernels::relu: torch::relu
+// forward, fused backward) against torch::relu itself, forward and backward (relu_*).
 // Run (ratios of medians over interleaved repetitions; the machine is noisy):
 //   ./build/benchmarks/relu_slot_bench --benchmark_repetitions=7 --benchmark_enable_random_interleaving=true
 //   LINEARIZE_ALLOCATOR=default in the environment measures with glibc's default allocator settings
@@ -66,6 +68,19 @@ void forward_backward(benchmark::State& state, std::array<int64_t, 3> s) {
   state.SetBytesProcessed(state.iterations() * in.x.nbytes());
 }
 
+// A fully kept slot: kernels::relu (slope 1 at 0) or torch::relu (slope 0 at 0), with autograd.
+template <bool Convention>
+void relu_forward_backward(benchmark::State& state, std::array<int64_t, 3> s) {
+  inputs in(s);
+  auto x = in.x.requires_grad_(true);
+  linearize::bench::timed_loop(state, [&] {
+    auto y = Convention ? linearize::kernels::relu(x) : torch::relu(x);
+    auto grads = torch::autograd::grad({y}, {x}, {in.g});
+    benchmark::DoNotOptimize(grads[0].data_ptr());
+  });
+  state.SetBytesProcessed(state.iterations() * in.x.nbytes());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -82,12 +97,15 @@ int main(int argc, char** argv) {
     add("composed_forward/" + n, forward<false>, s);
     add("fused_forward_backward/" + n, forward_backward<true>, s);
     add("composed_forward_backward/" + n, forward_backward<false>, s);
+    add("relu_slope1_forward_backward/" + n, relu_forward_backward<true>, s);
+    add("relu_torch_forward_backward/" + n, relu_forward_backward<false>, s);
   }
   benchmark::Initialize(&argc, argv);
   linearize::bench::ratio_reporter reporter({
       {"composed_forward_backward", "fused_forward_backward", "composed/fused"},
       {"fused_forward/", "memcpy_forward/", "fused/memcpy"},
       {"composed_forward/", "fused_forward/", "composed/fused"},
+      {"relu_slope1_forward_backward/", "relu_torch_forward_backward/", "kernels/torch relu"},
   });
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();

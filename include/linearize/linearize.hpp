@@ -14,7 +14,10 @@
 #include <linearize/core/kernels.hpp>
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
+#include <linearize/core/polynomial.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/core/replace_linearized.hpp>
+#include <linearize/core/replacement.hpp>
 
 // models, data, private-inference cost, files
 #include <linearize/models/layers.hpp>

@@ -6,6 +6,14 @@
 #include <linearize/core/kernels.hpp>
 #include <linearize/core/relu_slot.hpp>
 
+#include <boost/core/demangle.hpp>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <typeinfo>
+
 using namespace linearize;
 using linearize::testing::close;
 using linearize::testing::expect_error;
@@ -150,6 +158,184 @@ TEST_CASE("other dtypes fall back to plain ops", "[kernels]") {
   auto y = kernels::masked_relu(x, a);
   auto expect = kernels::composed_masked_relu(x.to(torch::kFloat), a.to(torch::kFloat));
   CHECK(close(y, expect, 1e-2, 1e-2));
+}
+
+namespace {
+
+// The convention of kernels.hpp, written out element by element, as the expected values.
+double conv_y(double x, double a) {
+  if (std::isnan(x) || x >= 0) return x;
+  return a == 1 ? 0.0 : (1 - a) * x;
+}
+double conv_dx(double x, double a, double g) { return x < 0 ? g * (1 - a) : g; }
+double conv_da_term(double x, double g) { return std::isnan(x) ? NAN : -g * (x < 0 ? x : 0.0); }
+
+// One row per sample, one column per case: zero, negative zero, NaN, +inf, -inf, and finite
+// values either side of 0. The second row holds finite values only, so that each column's mask
+// gradient sums one special value with a finite one.
+torch::Tensor special_inputs(torch::ScalarType dtype) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  return torch::tensor({0.0, -0.0, nan, inf, -inf, 1.5, -2.0, 0.0, 0.5, -1.0, 2.0, -0.5, 0.25, -4.0},
+                       torch::kDouble)
+      .reshape({2, 7})
+      .to(dtype);
+}
+
+struct path_result {
+  torch::Tensor y, dx, da;  // da undefined where the path has no mask gradient (hard slots)
+};
+
+// Runs `f` (x, gate) -> y with x and, when `gate_grad`, the gate requiring gradients; the
+// incoming gradient is g = 1 + column index / 4.
+path_result run_path(const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& f,
+                     const torch::Tensor& x0, const torch::Tensor& a0, bool gate_grad) {
+  auto x = x0.detach().clone().requires_grad_(true);
+  auto a = a0.detach().clone().requires_grad_(gate_grad);
+  const auto y = f(x, a);
+  const auto g = (1 + torch::arange(7, torch::kDouble) / 4).expand({2, 7}).to(x.scalar_type());
+  y.backward(g);
+  return {y.detach().to(torch::kDouble), x.grad().to(torch::kDouble),
+          gate_grad ? a.grad().to(torch::kDouble) : torch::Tensor()};
+}
+
+// Values equal, NaN where NaN, infinities of the same sign.
+bool same_values(const torch::Tensor& got, const torch::Tensor& want, double tol) {
+  return got.sizes() == want.sizes() &&
+         torch::allclose(got.to(torch::kDouble), want, tol, tol, /*equal_nan=*/true);
+}
+
+void check_convention(const path_result& r, const torch::Tensor& x, double a, double tol) {
+  const auto xd = x.to(torch::kDouble);
+  auto y = torch::empty_like(xd), dx = torch::empty_like(xd), da = torch::zeros({7}, torch::kDouble);
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t m = 0; m < 7; ++m) {
+      const double v = xd[n][m].item<double>(), g = 1 + static_cast<double>(m) / 4;
+      y[n][m] = conv_y(v, a);
+      dx[n][m] = conv_dx(v, a, g);
+      da[m] += conv_da_term(v, g);
+    }
+  INFO("x " << xd << "\ny " << r.y << "\nexpected " << y);
+  CHECK(same_values(r.y, y, tol));
+  INFO("dx " << r.dx << "\nexpected " << dx);
+  CHECK(same_values(r.dx, dx, tol));
+  if (r.da.defined()) {
+    INFO("da " << r.da << "\nexpected " << da);
+    CHECK(same_values(r.da, da, tol));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every path follows one convention at x = 0, NaN and +-inf", "[kernels]") {
+  // Gate values: linearized, soft, kept, and beyond 1 (SNL's raw mask parameters are unbounded).
+  for (double a : {0.0, 0.3, 1.0, 1.7}) {
+    INFO("gate " << a);
+    for (auto dtype : {torch::kFloat, torch::kDouble}) {
+      INFO("dtype " << dtype);
+      const auto x = special_inputs(dtype);
+      const auto gate = torch::full({7}, a, dtype);
+      REQUIRE(kernels::fused_applies(x, gate));
+      const auto fused = run_path(kernels::masked_relu, x, gate, true);
+      {
+        INFO("fused");
+        check_convention(fused, x, a, 1e-6);
+      }
+      {
+        INFO("plain ops, called directly");
+        check_convention(run_path(kernels::plain_masked_relu, x, gate, true), x, a, 1e-6);
+      }
+      {
+        // One gate for the whole layer takes the fused kernel's span loops.
+        INFO("fused, one gate for the layer");
+        const auto layer = [](const torch::Tensor& xx, const torch::Tensor& g) {
+          return kernels::masked_relu(xx, g.slice(0, 0, 1));
+        };
+        const auto r = run_path(layer, x, gate, true);
+        check_convention({r.y, r.dx, torch::Tensor()}, x, a, 1e-6);
+        CHECK(same_values(r.da.slice(0, 0, 1), fused.da.sum().reshape({1}), 1e-6));
+      }
+    }
+    {
+      INFO("plain ops through masked_relu: bfloat16 is not fused");
+      const auto x = special_inputs(torch::kBFloat16);
+      const auto gate = torch::full({7}, a, torch::kBFloat16);
+      REQUIRE_FALSE(kernels::fused_applies(x, gate));
+      check_convention(run_path(kernels::masked_relu, x, gate, true), x, a, 1e-2);
+    }
+    for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16}) {
+      INFO("slots, dtype " << dtype);
+      const auto x = special_inputs(dtype);
+      const auto slot_path = [&](bool hard) {
+        return [&, hard](const torch::Tensor& xx, const torch::Tensor&) {
+          ReluSlot slot(slot_options{.shape = {7}, .init = a});
+          if (hard) slot->harden(torch::full({7}, a));
+          return slot(xx);
+        };
+      };
+      const auto gate = torch::full({7}, a, dtype);
+      if (a == 0.0 || a == 1.0) {
+        INFO("hard slot, fully " << (a == 1 ? "kept (relu)" : "linearized (identity)"));
+        check_convention(run_path(slot_path(true), x, gate, false), x, a, dtype == torch::kBFloat16 ? 1e-2 : 1e-6);
+      }
+      INFO("soft slot");
+      ReluSlot soft(slot_options{.shape = {7}, .init = a});
+      auto xs = x.detach().clone().requires_grad_(true);
+      const auto y = soft(xs);
+      y.backward((1 + torch::arange(7, torch::kDouble) / 4).expand({2, 7}).to(dtype));
+      check_convention({y.detach().to(torch::kDouble), xs.grad().to(torch::kDouble),
+                        soft->mask().grad().to(torch::kDouble)},
+                       x, a, dtype == torch::kBFloat16 ? 1e-2 : 1e-5);
+    }
+  }
+}
+
+TEST_CASE("kernels::relu: relu's values, slope 1 at 0, on every path", "[kernels]") {
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16}) {
+    INFO("dtype " << dtype);
+    const auto x = special_inputs(dtype);
+    const auto r = run_path([](const torch::Tensor& xx, const torch::Tensor&) { return kernels::relu(xx); },
+                            x, torch::ones({7}, dtype), false);
+    check_convention(r, x, 1.0, dtype == torch::kBFloat16 ? 1e-2 : 1e-6);
+    torch::NoGradGuard no_grad;
+    CHECK(same_values(kernels::relu(x).to(torch::kDouble), r.y, 0));
+  }
+  // Non-contiguous input, large enough to be split across threads.
+  auto base = torch::randn({8, 40, 33, 17});
+  base.view({-1}).slice(0, 0, 1000).zero_();  // ties
+  auto x = base.permute({0, 3, 2, 1}).requires_grad_(true);
+  REQUIRE_FALSE(x.is_contiguous());
+  const auto g = torch::randn(x.sizes());
+  kernels::relu(x).backward(g);
+  CHECK(torch::equal(x.grad(), torch::where(x.detach() < 0, torch::zeros_like(g), g)));
+}
+
+TEST_CASE("the fused kernel's namespace is named after the SIMD implementation it uses", "[kernels]") {
+  // ODR safety: two translation units built for different capabilities must not share the
+  // kernel's symbols. at::vec's own inline namespace is its CPU_CAPABILITY (AVX512, AVX2, or
+  // DEFAULT / the bare macro name without one); ours must follow it.
+  const std::string kernel = boost::core::demangle(typeid(kernels::detail::fused_masked_relu).name());
+  const std::string relu = boost::core::demangle(typeid(kernels::detail::fused_relu).name());
+  const std::string vec = boost::core::demangle(typeid(at::vec::Vectorized<float>).name());
+  INFO(kernel << " / " << vec << " / simd_name() " << kernels::simd_name());
+  const std::string simd = kernels::simd_name();
+  std::string isa = simd.substr(0, simd.find(' '));
+  if (vec.find("at::vec::AVX512::") != std::string::npos) {
+    CHECK(isa == "avx512");
+  } else if (vec.find("at::vec::AVX2::") != std::string::npos) {
+    CHECK(isa == "avx2");
+  } else {
+    CHECK(isa == "scalar");
+  }
+  CHECK(kernel.find("linearize::kernels::" + isa + "::detail::") == 0);
+  CHECK(relu.find("linearize::kernels::" + isa + "::detail::") == 0);
+#if defined(CPU_CAPABILITY_AVX512)
+  static_assert(std::is_same_v<kernels::detail::fused_masked_relu, kernels::avx512::detail::fused_masked_relu>);
+#elif defined(CPU_CAPABILITY_AVX2)
+  static_assert(std::is_same_v<kernels::detail::fused_masked_relu, kernels::avx2::detail::fused_masked_relu>);
+#endif
+  // What does not depend on the capability is shared by all.
+  CHECK(boost::core::demangle(typeid(kernels::plain::masked_relu_function).name()) ==
+        "linearize::kernels::plain::masked_relu_function");
 }
 
 TEST_CASE("gate layout errors name the sizes", "[kernels]") {

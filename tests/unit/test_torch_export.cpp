@@ -1,8 +1,11 @@
 // Weights and masks to and from Python: files that torch.load reads and torch.save writes,
-// imported by name with named errors; a round trip through Debian's python3-torch.
+// imported by name with named errors; a round trip through Debian's python3-torch, replacement
+// coefficients included.
 #include "test_support.hpp"
 
 #include <linearize/core/mask_set.hpp>
+#include <linearize/core/polynomial.hpp>
+#include <linearize/core/replace_linearized.hpp>
 #include <linearize/io/torch_export.hpp>
 #include <linearize/models/resnet18_in.hpp>
 
@@ -273,4 +276,41 @@ assert err < 1e-4, err
 print('max difference', err)
 )",
              {(dir / "weights.pt").string(), (dir / "io.pt").string()});
+}
+
+TEST_CASE("polynomial replacements: coefficients export, import and round-trip through Python", "[io][replacement]") {
+  temp_dir dir("io_polynomial");
+  auto net = small_resnet(false, 8);
+  replace_linearized(net, polynomial_replacement{});
+  perturb(*net);  // moves the coefficients away from the identity too
+  const auto c2 = net->named_parameters()["layer1.0.relu1.replacement.c2"].detach().clone();
+  io::export_state(net, dir / "net.pt");
+  const auto tensors = io::read_tensors(dir / "net.pt");
+  for (const auto* name : {"layer1.0.relu1.replacement.c2", "layer1.0.relu1.replacement.c1",
+                           "layer4.1.relu2.replacement.c0"})
+    CHECK(tensors.contains(name));
+  CHECK(torch::equal(tensors.at("layer1.0.relu1.replacement.c2"), c2));
+
+  auto fresh = small_resnet(false, 8);
+  replace_linearized(fresh, polynomial_replacement{});
+  io::import_state(fresh, dir / "net.pt");
+  CHECK(same_state(*net, *fresh));
+  // A network without replacements is told which names it lacks.
+  expect_error([&] { io::import_state(small_resnet(false, 8), dir / "net.pt"); }, "replacement.c");
+
+  if (!python_has_torch()) return;
+  run_python(dir, R"(import sys, torch
+sd = torch.load(sys.argv[1])
+names = [k for k in sd if '.replacement.' in k]
+assert len(names) == 3 * 16, len(names)
+assert sd['layer1.0.relu1.replacement.c2'].shape == (8,), sd['layer1.0.relu1.replacement.c2'].shape
+sd['layer1.0.relu1.replacement.c2'] = sd['layer1.0.relu1.replacement.c2'] * 2 + 1
+torch.save(sd, sys.argv[2])
+print('python ok')
+)",
+             {(dir / "net.pt").string(), (dir / "back.pt").string()});
+  io::import_state(fresh, dir / "back.pt");
+  CHECK(torch::allclose(fresh->named_parameters()["layer1.0.relu1.replacement.c2"], c2 * 2 + 1));
+  CHECK(torch::equal(fresh->named_parameters()["layer4.1.relu2.replacement.c0"],
+                     net->named_parameters()["layer4.1.relu2.replacement.c0"]));
 }

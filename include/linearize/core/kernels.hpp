@@ -1,11 +1,21 @@
 #pragma once
-// The masked ReLU  y = x - a * min(x, 0)  (ReLU where a = 1, identity where a = 0), as one fused
-// pass over the data on CPU and as plain LibTorch ops everywhere else.
+// The masked ReLU  y = a * relu(x) + (1 - a) * x  (ReLU where a = 1, identity where a = 0), as one
+// fused pass over the data on CPU and as plain LibTorch ops everywhere else.
 //
 // Layout: the activation x is viewed as [N, M, K] and the gate a as [M]: element granularity is
 // K = 1 (M = C*H*W), channel granularity K = H*W (M = C), layer granularity M = 1. The gate entry
-// of x[n, m, k] is a[m]. Gradients (see REFERENCES.md):
-//   dL/dx = g * (1 - a * [x < 0])        dL/da[m] = -sum_{n,k} g * min(x, 0)
+// of x[n, m, k] is a[m].
+//
+// The convention, the same on every path (fused CPU, plain ops on other devices and dtypes, the
+// fully kept slot's relu(), the fully linearized slot's identity):
+//   y     = x                  where x >= 0 or x is NaN (so NaN propagates, +inf stays +inf)
+//   y     = (1 - a) * x        where x < 0; 0 where moreover a = 1 (a kept ReLU maps -inf to 0,
+//                              as relu does; elsewhere -inf gives (1 - a) * -inf: -inf for a < 1)
+//   dL/dx = g * (1 - a * [x < 0])   i.e. slope 1 at x = 0 (the ReLU's subgradient there is 1)
+//   dL/da = -sum g * min(x, 0)      over whatever shares the gate entry (NaN where x is NaN)
+// The fused pass is the reference; the plain-op path spells the same rule with torch::where and
+// its own backward, so that no LibTorch subgradient choice at a tie (relu'(0) = 0, min's split
+// gradient) leaks in.
 #include <linearize/support/error.hpp>
 
 #include <ATen/Dispatch.h>
@@ -35,18 +45,31 @@
 #include <utility>
 #include <vector>
 
-namespace linearize::kernels {
-
-/// The SIMD implementation the fused kernel was compiled with in this translation unit.
-[[nodiscard]] constexpr const char* simd_name() {
+// ODR safety: the fused code below is compiled for whatever capability this translation unit
+// targets, so two translation units built with different -m flags hold different definitions of
+// it. Like at::vec itself (ATen's Note [CPU_CAPABILITY namespace]), it therefore lives in an
+// inline namespace named after the capability: kernels::avx512, kernels::avx2, kernels::scalar
+// (also kernels::neon, vsx, zvector, after at::vec's other implementations), so each capability
+// has its own symbols while callers keep writing kernels::masked_relu. What is the same for
+// every capability (layouts, the plain-op path) stays in kernels itself.
+// Not covered: inline code *above* the kernel (ReluSlot::forward, say) is one symbol for all
+// translation units, and the linker keeps one copy of it, which calls its own capability's
+// kernel; a program that mixes -m flags must still run only on CPUs that have all of them.
 #if defined(CPU_CAPABILITY_AVX512)
-  return "avx512";
+#define LINEARIZE_KERNELS_ISA avx512
 #elif defined(CPU_CAPABILITY_AVX2)
-  return "avx2";
+#define LINEARIZE_KERNELS_ISA avx2
+#elif defined(__VSX__) || defined(CPU_CAPABILITY_VSX)
+#define LINEARIZE_KERNELS_ISA vsx
+#elif defined(CPU_CAPABILITY_ZVECTOR)
+#define LINEARIZE_KERNELS_ISA zvector
+#elif defined(__aarch64__)
+#define LINEARIZE_KERNELS_ISA neon
 #else
-  return "scalar (compile with -mavx2 -mfma or -march=native for SIMD)";
+#define LINEARIZE_KERNELS_ISA scalar
 #endif
-}
+
+namespace linearize::kernels {
 
 /// x viewed as [batch, entries, span]; the gate has `entries` values.
 struct gate_layout {
@@ -65,6 +88,156 @@ inline gate_layout layout_of(const torch::Tensor& x, int64_t gate_entries) {
           " values of one sample of input ", x.sizes());
   return {batch, gate_entries, per_sample / gate_entries};
 }
+
+/// Whether the fused pass applies: CPU, float or double, same dtype for input and gate.
+inline bool fused_applies(const torch::Tensor& x, const torch::Tensor& gate) {
+  const auto t = x.scalar_type();
+  return x.device().is_cpu() && gate.device().is_cpu() && gate.scalar_type() == t &&
+         (t == torch::kFloat || t == torch::kDouble);
+}
+
+// ---- plain LibTorch ops: any device, any floating dtype --------------------------------------
+namespace plain {
+
+/// x as [N, M, K] and the gate as [1, M, 1], ready to broadcast.
+inline std::pair<torch::Tensor, torch::Tensor> broadcast_views(const torch::Tensor& x,
+                                                               const torch::Tensor& gate) {
+  const gate_layout l = layout_of(x, gate.numel());
+  return {x.reshape({l.batch, l.entries, l.span}), gate.reshape({1, l.entries, 1}).to(x.dtype())};
+}
+
+/// y by the convention at the top of this file, for xv [N, M, K] and a [1, M, 1].
+inline torch::Tensor masked_relu_values(const torch::Tensor& xv, const torch::Tensor& a) {
+  // (1 - a) * x where x < 0; where a = 1 that product is 0 even for x = -inf (0 * inf is NaN).
+  const auto linearized = ((1 - a) * xv).masked_fill(a.eq(1), 0);
+  return torch::where(xv.lt(0), linearized, xv);
+}
+
+/// The convention as an autograd function: forward and backward each a few plain ops, so that
+/// the gradient at x = 0 is the convention's and not whatever torch's ops give at a tie.
+struct masked_relu_function : torch::autograd::Function<masked_relu_function> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& gate) {
+    ctx->save_for_backward({x, gate});
+    const auto [xv, a] = broadcast_views(x, gate);
+    return masked_relu_values(xv, a).reshape(x.sizes());
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& gate = saved[1];
+    const auto [xv, a] = broadcast_views(x, gate);
+    const auto g = grads[0].reshape(xv.sizes());
+    torch::Tensor dx, da;
+    if (ctx->needs_input_grad(0)) dx = torch::where(xv.lt(0), g * (1 - a), g).reshape(x.sizes());
+    if (ctx->needs_input_grad(1))
+      da = -(g * xv.clamp_max(0)).sum(std::vector<int64_t>{0, 2}).reshape(gate.sizes()).to(gate.dtype());
+    return {dx, da};
+  }
+};
+
+/// relu by the convention (slope 1 at 0): relu's values, dL/dx = g * [not x < 0].
+struct relu_function : torch::autograd::Function<relu_function> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    ctx->save_for_backward({x});
+    return torch::relu(x);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto x = ctx->get_saved_variables()[0];
+    return {grads[0].masked_fill(x.lt(0), 0)};
+  }
+};
+
+/// y = a * relu(x) + (1 - a) * r for a replacement's output r (x's shape), relu by the
+/// convention. A branch whose weight is exactly 0 is left out, so that r's infinities and NaNs do
+/// not reach kept positions (a = 1), nor relu's +inf linearized ones (a = 0). The gradient of r
+/// is g * (1 - a); autograd carries it on to x and to the replacement's parameters.
+struct blend_function : torch::autograd::Function<blend_function> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& gate, const torch::Tensor& r) {
+    ctx->save_for_backward({x, gate, r});
+    const auto [xv, a] = broadcast_views(x, gate);
+    const auto rv = r.reshape(xv.sizes());
+    const auto kept = torch::relu(xv);
+    const auto mixed = torch::where(a.eq(0), rv, a * kept + (1 - a) * rv);
+    return torch::where(a.eq(1), kept, mixed).reshape(x.sizes());
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& gate = saved[1];
+    const torch::Tensor& r = saved[2];
+    const auto [xv, a] = broadcast_views(x, gate);
+    const auto g = grads[0].reshape(xv.sizes());
+    torch::Tensor dx, da, dr;
+    if (ctx->needs_input_grad(0)) dx = (g * a).masked_fill(xv.lt(0), 0).reshape(x.sizes());
+    if (ctx->needs_input_grad(1))
+      da = (g * (torch::relu(xv) - r.reshape(xv.sizes()))).sum(std::vector<int64_t>{0, 2}).reshape(gate.sizes()).to(gate.dtype());
+    if (ctx->needs_input_grad(2)) dr = (g * (1 - a)).reshape(r.sizes());
+    return {dx, da, dr};
+  }
+};
+
+}  // namespace plain
+
+/// The formula as the SNL code writes it, relu(x) * a + (1 - a) * x, in plain ops with torch's
+/// own autograd: the baseline the benchmark measures the fused pass against. It is not the
+/// convention at ties: torch's relu has slope 0 at x = 0, so its dL/dx there is g * (1 - a), and
+/// -inf gives NaN. `gate` is flat [M]; it is reshaped to broadcast against x viewed as [N, M, K].
+inline torch::Tensor composed_masked_relu(const torch::Tensor& x, const torch::Tensor& gate) {
+  const auto [xv, a] = plain::broadcast_views(x, gate);
+  return (torch::relu(xv) * a + (1 - a) * xv).reshape(x.sizes());
+}
+
+/// The masked ReLU by the convention, in plain ops: the path masked_relu takes where the fused
+/// pass does not apply (other devices, other dtypes).
+inline torch::Tensor plain_masked_relu(const torch::Tensor& x, const torch::Tensor& gate) {
+  return plain::masked_relu_function::apply(x, gate.reshape({-1}));
+}
+
+/// y = a * relu(x) + (1 - a) * r: the masked ReLU where a replacement's output `r` (x's shape)
+/// stands in for x at linearized positions (see plain::blend_function). Plain ops, any device.
+inline torch::Tensor masked_blend(const torch::Tensor& x, const torch::Tensor& gate,
+                                  const torch::Tensor& r) {
+  require(r.sizes() == x.sizes(), "masked ReLU: replacement output of shape ", r.sizes(),
+          " for input of shape ", x.sizes(), "; expected the input's shape");
+  require(gate.device() == x.device(), "masked ReLU: gate on ", gate.device(), " but input on ",
+          x.device(), "; expected both on the same device");
+  return plain::blend_function::apply(x, gate.reshape({-1}).to(x.dtype()), r.to(x.dtype()));
+}
+
+// ---- the fused CPU pass, compiled for this translation unit's capability ---------------------
+inline namespace LINEARIZE_KERNELS_ISA {
+
+/// The SIMD implementation the fused kernel was compiled with in this translation unit.
+[[nodiscard]] constexpr const char* simd_name() {
+#if defined(CPU_CAPABILITY_AVX512)
+  return "avx512";
+#elif defined(CPU_CAPABILITY_AVX2)
+  return "avx2";
+#else
+  return "scalar (compile with -mavx2 -mfma or -march=native for SIMD)";
+#endif
+}
+
+// The namespace must name the at::vec implementation actually in use. They differ when at::vec
+// was included before this header without the capability macros it sets above.
+#if defined(CPU_CAPABILITY_AVX512)
+template <class V>
+inline constexpr bool vec_is_native = requires(const V& v) { static_cast<__m512>(v); };
+#elif defined(CPU_CAPABILITY_AVX2)
+template <class V>
+inline constexpr bool vec_is_native = requires(const V& v) { static_cast<__m256>(v); };
+#else
+template <class V>
+inline constexpr bool vec_is_native = true;
+#endif
+static_assert(vec_is_native<at::vec::Vectorized<float>>,
+              "linearize/core/kernels.hpp: at::vec is not the implementation this header selected "
+              "(CPU_CAPABILITY_*); include this header before <ATen/cpu/vec/vec.h>");
 
 // GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics headers when at::vec's
 // AVX-512 code is instantiated here (a known false positive of _mm512_undefined_*).
@@ -179,16 +352,28 @@ inline void stream_fence() {
 #endif
 }
 
+// y for one element and one vector, by the convention: x where x >= 0 or NaN, (1 - a) * x where
+// x < 0, and 0 there where a = 1 (masking the product rather than computing x - a * min(x, 0),
+// which gives NaN at x = -inf for every a). For a gate vector shared by several rows the
+// compiler computes 1 - a and a != 1 once.
+template <class T>
+T masked_value(T x, T a) {
+  return x < T(0) ? (a == T(1) ? T(0) : (T(1) - a) * x) : x;
+}
+template <class T>
+at::vec::Vectorized<T> masked_value(const at::vec::Vectorized<T>& vx, const at::vec::Vectorized<T>& va) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec one(T(1));
+  return Vec::blendv(vx, ((one - va) * vx) & (va != one), vx < Vec(T(0)));
+}
+
 template <class T>
 void forward_constant(const T* x, T a, T* y, int64_t len) {  // one gate value for the span
   using Vec = at::vec::Vectorized<T>;
-  const Vec zero(T(0)), va(a);
+  const Vec va(a);
   int64_t j = 0;
-  for (; j + Vec::size() <= len; j += Vec::size()) {
-    const Vec vx = Vec::loadu(x + j);
-    (vx - va * at::vec::clamp_max(vx, zero)).store(y + j);
-  }
-  for (; j < len; ++j) y[j] = x[j] - a * std::min(x[j], T(0));
+  for (; j + Vec::size() <= len; j += Vec::size()) masked_value(Vec::loadu(x + j), va).store(y + j);
+  for (; j < len; ++j) y[j] = masked_value(x[j], a);
 }
 
 template <class T>
@@ -200,11 +385,8 @@ void forward_pass(const T* x, const T* a, T* y, gate_layout l) {
     const bool stream = l.batch * l.entries * static_cast<int64_t>(sizeof(T)) >= stream_bytes &&
                         reinterpret_cast<std::uintptr_t>(y) % width == 0 &&
                         l.entries % Vec::size() == 0;
-    const auto scalar = [x, y](T aj, int64_t o) { y[o] = x[o] - aj * std::min(x[o], T(0)); };
-    const auto value = [x](const Vec& va, int64_t o) {
-      const Vec vx = Vec::loadu(x + o);
-      return vx - va * at::vec::clamp_max(vx, Vec(T(0)));
-    };
+    const auto scalar = [x, y](T aj, int64_t o) { y[o] = masked_value(x[o], aj); };
+    const auto value = [x](const Vec& va, int64_t o) { return masked_value(Vec::loadu(x + o), va); };
     if (stream)
       for_each_row_tile(l, a, [y, value](const Vec& va, int64_t o) { stream_store(y + o, value(va, o)); },
                         scalar, stream_fence);
@@ -330,8 +512,6 @@ void backward_pass(const T* g, const T* x, const T* a, T* dx, T* da, gate_layout
   }
 }
 
-// Autograd wrapper around the fused CPU passes. Inputs: x (any shape, batch first), gate (flat
-// [M]). The gate's gradient is computed only when the gate requires it (soft masks).
 // y for contiguous x and a (no autograd bookkeeping).
 inline torch::Tensor fused_forward(const torch::Tensor& x, const torch::Tensor& a) {
   const gate_layout l = layout_of(x, a.numel());
@@ -342,6 +522,8 @@ inline torch::Tensor fused_forward(const torch::Tensor& x, const torch::Tensor& 
   return y;
 }
 
+// Autograd wrapper around the fused CPU passes. Inputs: x (any shape, batch first), gate (flat
+// [M]). The gate's gradient is computed only when the gate requires it (soft masks).
 struct fused_masked_relu : torch::autograd::Function<fused_masked_relu> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
                                const torch::Tensor& gate_in) {
@@ -373,12 +555,38 @@ struct fused_masked_relu : torch::autograd::Function<fused_masked_relu> {
   }
 };
 
-// x as [N, M, K] and the gate as [1, M, 1], ready to broadcast in plain ops.
-inline std::pair<torch::Tensor, torch::Tensor> broadcast_views(const torch::Tensor& x,
-                                                               const torch::Tensor& gate) {
-  const gate_layout l = layout_of(x, gate.numel());
-  return {x.reshape({l.batch, l.entries, l.span}), gate.reshape({1, l.entries, 1}).to(x.dtype())};
-}
+// relu with the convention's slope 1 at x = 0 (a fully kept slot): the forward is torch::relu's
+// own kernel, the backward one pass, dx = 0 where x < 0 and g elsewhere (NaN included).
+struct fused_relu : torch::autograd::Function<fused_relu> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    ctx->save_for_backward({x});
+    return torch::relu(x);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const torch::Tensor x = ctx->get_saved_variables()[0].contiguous();
+    const torch::Tensor g = grads[0].contiguous();
+    torch::Tensor dx = torch::empty_like(x, torch::MemoryFormat::Contiguous);
+    const gate_layout l{1, 1, x.numel()};
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "linearize_relu_backward", [&] {
+      using Vec = at::vec::Vectorized<scalar_t>;
+      const scalar_t* gp = g.data_ptr<scalar_t>();
+      const scalar_t* xp = x.data_ptr<scalar_t>();
+      scalar_t* dp = dx.data_ptr<scalar_t>();
+      const scalar_t one(1);
+      for_each_span(l, &one, [gp, xp, dp](int64_t i, scalar_t, int64_t len) {
+        const Vec zero(scalar_t(0));
+        int64_t j = 0;
+        for (; j + Vec::size() <= len; j += Vec::size()) {
+          const Vec vg = Vec::loadu(gp + i + j);
+          Vec::blendv(vg, zero, Vec::loadu(xp + i + j) < zero).store(dp + i + j);
+        }
+        for (; j < len; ++j) dp[i + j] = xp[i + j] < scalar_t(0) ? scalar_t(0) : gp[i + j];
+      });
+    });
+    return {dx};
+  }
+};
 
 }  // namespace detail
 
@@ -386,34 +594,31 @@ inline std::pair<torch::Tensor, torch::Tensor> broadcast_views(const torch::Tens
 #pragma GCC diagnostic pop
 #endif
 
-/// Whether the fused pass applies: CPU, float or double, same dtype for input and gate.
-inline bool fused_applies(const torch::Tensor& x, const torch::Tensor& gate) {
-  const auto t = x.scalar_type();
-  return x.device().is_cpu() && gate.device().is_cpu() && gate.scalar_type() == t &&
-         (t == torch::kFloat || t == torch::kDouble);
-}
-
-/// The formula as the SNL code writes it, in plain LibTorch ops with autograd: the fallback
-/// for other devices and dtypes, and the reference the fused pass is tested against.
-/// `gate` is flat [M]; it is reshaped to broadcast against x viewed as [N, M, K].
-inline torch::Tensor composed_masked_relu(const torch::Tensor& x, const torch::Tensor& gate) {
-  const auto [xv, a] = detail::broadcast_views(x, gate);
-  return (torch::relu(xv) * a + (1 - a) * xv).reshape(x.sizes());
-}
-
-/// y = x - a * min(x, 0) with the gate broadcast as described at the top of this file.
-/// Fused on CPU float/double; plain ops elsewhere.
+/// y by the convention at the top of this file, gate broadcast as described there. Fused on
+/// CPU float/double; plain ops elsewhere.
 inline torch::Tensor masked_relu(const torch::Tensor& x, const torch::Tensor& gate) {
   require(gate.device() == x.device(), "masked ReLU: gate on ", gate.device(), " but input on ",
           x.device(), "; expected both on the same device");
-  if (fused_applies(x, gate)) {
-    const bool track = torch::GradMode::is_enabled() && (x.requires_grad() || gate.requires_grad());
-    // Inference (or frozen everything): skip the autograd node, its saved tensors and overhead.
-    if (!track) return detail::fused_forward(x.contiguous(), gate.contiguous().reshape({-1}));
-    return detail::fused_masked_relu::apply(x, gate.reshape({-1}));
-  }
-  const auto [xv, a] = detail::broadcast_views(x, gate);
-  return (xv - a * xv.clamp_max(0)).reshape(x.sizes());
+  if (!fused_applies(x, gate)) return plain_masked_relu(x, gate);
+  const bool track = torch::GradMode::is_enabled() && (x.requires_grad() || gate.requires_grad());
+  // Inference (or frozen everything): skip the autograd node, its saved tensors and overhead.
+  if (!track) return detail::fused_forward(x.contiguous(), gate.contiguous().reshape({-1}));
+  return detail::fused_masked_relu::apply(x, gate.reshape({-1}));
 }
 
+/// The masked ReLU with every gate 1 (a fully kept slot), by the convention: relu's values, and
+/// slope 1 at x = 0. The forward is torch::relu itself (what the slot ran before); with autograd
+/// the backward is one fused pass on CPU float/double, plain ops elsewhere.
+inline torch::Tensor relu(const torch::Tensor& x) {
+  const bool track = torch::GradMode::is_enabled() && x.requires_grad();
+  if (!track) return torch::relu(x);
+  const bool fused = x.device().is_cpu() && (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble);
+  if (!fused) return plain::relu_function::apply(x);
+  return detail::fused_relu::apply(x);
+}
+
+}  // inline namespace LINEARIZE_KERNELS_ISA
+
 }  // namespace linearize::kernels
+
+#undef LINEARIZE_KERNELS_ISA

@@ -30,6 +30,9 @@ struct relu_tally {
   int layer = -1;
   int64_t total = 0;     ///< ReLUs in the activation map
   int64_t active = 0;    ///< ReLUs still needed (gate != 0)
+  /// Positions that evaluate a polynomial replacement (gate != 1; see
+  /// ReluSlotImpl::polynomial_count). The other linearized positions are free (identity).
+  int64_t polynomial = 0;
 };
 
 /// Where a flat mask index lands: which slot, and which entry of that slot's (flattened) mask.
@@ -80,12 +83,19 @@ class MaskSet {
     for (const auto& s : slots_) n += s->relu_count();
     return n;
   }
+  /// Positions that evaluate a polynomial replacement, over all slots.
+  [[nodiscard]] int64_t polynomial_count() const {
+    int64_t n = 0;
+    for (const auto& s : slots_) n += s->polynomial_count();
+    return n;
+  }
   /// One row per slot, in order.
   [[nodiscard]] std::vector<relu_tally> per_slot() const {
     std::vector<relu_tally> rows;
     for (size_t i = 0; i < slots_.size(); ++i)
       rows.push_back({names_[i], slots_[i]->options.stage, slots_[i]->options.layer,
-                      slots_[i]->total_relus(), slots_[i]->relu_count()});
+                      slots_[i]->total_relus(), slots_[i]->relu_count(),
+                      slots_[i]->polynomial_count()});
     return rows;
   }
   /// One row per stage, in order of first appearance (slots without a stage form stage "").
@@ -93,9 +103,10 @@ class MaskSet {
     std::vector<relu_tally> rows;
     for (const auto& r : per_slot()) {
       auto it = std::find_if(rows.begin(), rows.end(), [&](auto& s) { return s.name == r.stage; });
-      if (it == rows.end()) it = rows.insert(rows.end(), {r.stage, r.stage, -1, 0, 0});
+      if (it == rows.end()) it = rows.insert(rows.end(), {r.stage, r.stage, -1, 0, 0, 0});
       it->total += r.total;
       it->active += r.active;
+      it->polynomial += r.polynomial;
     }
     return rows;
   }

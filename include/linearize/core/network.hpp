@@ -25,10 +25,23 @@ class NetworkImpl : public torch::nn::Module {
 using Network = std::shared_ptr<NetworkImpl>;
 
 /// Copies every parameter and buffer of `from` into the same-named tensor of `to`, and each
-/// slot's soft/hard state. The two must have the same names and shapes; the first difference is
-/// a linearize::error.
+/// slot's soft/hard state and kind of replacement (a slot of `to` gets the replacement its
+/// namesake in `from` has, then its parameters are copied with the rest). Apart from the
+/// replacements, the two must have the same names and shapes; the first difference is a
+/// linearize::error.
 inline void copy_state(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
+  {
+    const auto dst_modules = to.named_modules("", false);
+    for (const auto& m : from.named_modules("", false)) {
+      const auto src = std::dynamic_pointer_cast<ReluSlotImpl>(m.value());
+      if (!src) continue;
+      const auto* found = dst_modules.find(m.key());
+      const auto dst = found ? std::dynamic_pointer_cast<ReluSlotImpl>(*found) : nullptr;
+      require(dst != nullptr, "copy_state: slot '", m.key(), "' missing in the destination");
+      if (src->has_replacement() || dst->has_replacement()) dst->set_replacement_like(*src);
+    }
+  }
   const auto src_params = from.named_parameters(true);
   auto dst_params = to.named_parameters(true);
   require(src_params.size() == dst_params.size(), "copy_state: ", src_params.size(),

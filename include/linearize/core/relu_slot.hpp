@@ -1,11 +1,19 @@
 #pragma once
-// ReluSlot: the place of one ReLU layer in a network, as a gate between ReLU and identity,
-//   y = x - a * min(x, 0)        (a = 1: ReLU, a = 0: identity, i.e. the ReLU is linearized).
-// The mask `a` has one entry per element, channel or layer (see granularity.hpp) and is either
-// soft (a trainable parameter that a relaxation turns into a gate) or hard (binary and frozen,
-// what a private-inference deployment would run).
+// ReluSlot: the place of one ReLU layer in a network, as a gate between ReLU and what replaces
+// it where it is linearized,
+//   y = a * relu(x) + (1 - a) * r(x)     (a = 1: ReLU, a = 0: r, i.e. the ReLU is linearized)
+// r is the identity by default, y = x - a * min(x, 0), run by the fused kernel; or a replacement
+// (replacement.hpp), e.g. AutoReP's trainable polynomial (polynomial.hpp), registered as the
+// slot's submodule "replacement". The mask `a` has one entry per element, channel or layer (see
+// granularity.hpp) and is either soft (a trainable parameter that a relaxation turns into a
+// gate) or hard (binary and frozen, what a private-inference deployment would run).
+//
+// Gradient at x = 0, the same on every path (fused, plain ops, fully kept, fully linearized):
+// relu's slope there is 1, so dL/dx = g * (a + (1 - a) * r'(0)); with the identity, g. Values at
+// NaN and +-inf: see the convention in kernels.hpp.
 #include <linearize/core/granularity.hpp>
 #include <linearize/core/kernels.hpp>
+#include <linearize/core/replacement.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
@@ -45,7 +53,11 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
   void reset() override {
     gate_ = torch::Tensor();
     mask_ = torch::Tensor();
-    if (!options.shape.empty()) create_mask(torch::TensorOptions().dtype(torch::kFloat));
+    replacement_ = {};
+    if (!options.shape.empty()) {
+      create_mask(torch::TensorOptions().dtype(torch::kFloat));
+      install_replacement();
+    }
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
@@ -55,16 +67,51 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     if (options.shape.empty()) {  // learn the activation shape once, then keep it
       options.shape = sample;
       create_mask(x.options());
+      install_replacement();
     }
     require(sample == options.shape, "ReluSlot", where(), ": input of shape ", x.sizes(),
             " does not match the slot's activation shape [batch, ", shape_text(options.shape), "]");
+    if (replacement_) return forward_replaced(x);
     if (gate_.defined()) return kernels::masked_relu(x, gate_.to(x.dtype()));
     if (hard_) {  // binary mask: whole-layer cases need no pass over a mask
       refresh_hard_summary();
       if (hard_all_off_) return x;
-      if (hard_all_on_) return torch::relu(x);
+      if (hard_all_on_) return kernels::relu(x);
     }
     return kernels::masked_relu(x, mask_.to(x.dtype()));
+  }
+
+  // ---- what replaces the ReLU where it is linearized -------------------------------------------
+  /// Puts `spec`'s replacement where this slot linearizes (see replacement.hpp). A slot that does
+  /// not know its shape yet builds the module on its first forward: build an optimizer after
+  /// that, or give slot_options::shape.
+  template <replacement_spec Spec>
+  void set_replacement(const Spec& spec) {
+    set_replacement_factory(factory_of(spec));
+  }
+  /// Back to the identity: the fused masked ReLU, no module.
+  void set_replacement(identity_replacement) { set_replacement_factory({}); }
+  /// The type-erased form of set_replacement (an empty factory is the identity).
+  void set_replacement_factory(replacement_factory factory) {
+    make_replacement_ = std::move(factory);
+    if (mask_.defined()) install_replacement();
+  }
+  /// Gives this slot the kind of replacement `other` has (a fresh module, its own parameters),
+  /// as copy_state does before it copies the parameters.
+  void set_replacement_like(const ReluSlotImpl& other) { set_replacement_factory(other.make_replacement_); }
+  /// Whether linearized positions evaluate a replacement (false: the identity).
+  [[nodiscard]] bool has_replacement() const { return static_cast<bool>(make_replacement_); }
+  /// The replacement module (null for the identity, or before the slot knows its shape).
+  [[nodiscard]] std::shared_ptr<torch::nn::Module> replacement() const { return replacement_.module; }
+  /// The replacement module as its own type (null if it is another type or there is none): the
+  /// hook for setting a replacement's parameters, e.g. a polynomial's coefficients from a fit.
+  template <class M>
+  [[nodiscard]] std::shared_ptr<M> replacement_as() const {
+    return std::dynamic_pointer_cast<M>(replacement_.module);
+  }
+  /// How private inference pays for the linearized positions: linear (free) for the identity.
+  [[nodiscard]] replacement_cost linearized_cost() const {
+    return replacement_ ? replacement_.cost() : replacement_cost::linear;
   }
 
   // ---- counts ---------------------------------------------------------------------------------
@@ -90,6 +137,16 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     torch::NoGradGuard no_grad;
     const auto gate = gate_.defined() ? gate_ : mask_;
     return gate.ne(0).sum().item<int64_t>() * relus_per_entry();
+  }
+  /// Positions that evaluate a polynomial replacement in private inference: every element whose
+  /// gate is not exactly 1, when the replacement costs multiplications (0 for the identity and
+  /// for linear replacements, which are free). A soft gate strictly between 0 and 1 needs both a
+  /// ReLU and the polynomial, so such a position counts in both.
+  [[nodiscard]] int64_t polynomial_count() const {
+    if (linearized_cost() != replacement_cost::polynomial) return 0;
+    torch::NoGradGuard no_grad;
+    const auto gate = gate_.defined() ? gate_ : mask_;
+    return gate.ne(1).sum().item<int64_t>() * relus_per_entry();
   }
 
   // ---- state ----------------------------------------------------------------------------------
@@ -142,7 +199,9 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
   void pretty_print(std::ostream& out) const override {
     out << "ReluSlot(" << to_string(options.grain) << ", "
         << (options.shape.empty() ? std::string("shape learnt on first input") : shape_text(options.shape))
-        << ", " << (hard_ ? "hard" : "soft") << ")";
+        << ", " << (hard_ ? "hard" : "soft");
+    if (replacement_) out << ", replaced by " << replacement_.module->name();
+    out << ")";
   }
 
   slot_options options;
@@ -179,6 +238,42 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     mask_ = register_parameter("mask", init, /*requires_grad=*/!hard_);
   }
 
+  [[nodiscard]] replacement_site site() const {
+    return {.shape = options.shape,
+            .grain = options.grain,
+            .stage = options.stage,
+            .layer = options.layer,
+            .options = torch::TensorOptions().dtype(mask_.scalar_type()).device(mask_.device())};
+  }
+
+  // Builds the replacement from the factory (none: the identity) as the submodule "replacement".
+  void install_replacement() {
+    if (named_children().contains("replacement")) unregister_module("replacement");
+    replacement_ = {};
+    if (!make_replacement_) return;
+    replacement_ = make_replacement_(site());
+    register_module("replacement", replacement_.module);
+  }
+
+  // y = a * relu(x) + (1 - a) * r(x). The replacement runs only where some position needs it:
+  // a fully kept hard slot is relu(x) alone, a fully linearized one r(x) alone.
+  torch::Tensor forward_replaced(const torch::Tensor& x) {
+    const auto replaced = [&] {
+      auto r = replacement_.forward(x);
+      require(r.sizes() == x.sizes(), "ReluSlot", where(), ": replacement ",
+              replacement_.module->name(), " returned shape ", r.sizes(), " for input of shape ",
+              x.sizes(), "; expected the input's shape");
+      return r.to(x.dtype());
+    };
+    if (!gate_.defined() && hard_) {
+      refresh_hard_summary();
+      if (hard_all_off_) return replaced();
+      if (hard_all_on_) return kernels::relu(x);
+    }
+    const auto& gate = gate_.defined() ? gate_ : mask_;
+    return kernels::masked_blend(x, gate.to(x.dtype()), replaced());
+  }
+
   // A hard mask's "all off / all on" summary, recomputed only when the mask tensor changed
   // (in-place writes bump its version; set_data swaps its storage).
   void refresh_hard_summary() {
@@ -194,6 +289,8 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
 
   torch::Tensor mask_;
   torch::Tensor gate_;
+  replacement_factory make_replacement_{};  // empty: the identity
+  installed_replacement replacement_{};     // built from it once the shape is known
   bool hard_ = false;
   bool hard_all_off_ = false, hard_all_on_ = false;
   int64_t summary_version_ = -1;

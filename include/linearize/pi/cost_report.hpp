@@ -1,13 +1,14 @@
 #pragma once
 // The private-inference cost of a (partly linearized) network, slot by slot: which layers the
-// latency and communication come from, so that a researcher sees where the remaining ReLUs sit
-// and what they cost. Computed from a MaskSet (or its per_slot() rows) and a cost_model; the
-// linear layers' MACs (see mac_count.hpp) are optional.
+// latency and communication come from, so that a researcher sees where the remaining ReLUs and
+// polynomial replacements sit and what they cost. Computed from a MaskSet (or its per_slot()
+// rows) and a cost_model; the linear layers' MACs (see mac_count.hpp) are optional.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/support/error.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,15 +19,16 @@
 
 namespace linearize::pi {
 
-/// Cost of one slot's kept ReLUs.
+/// Cost of one slot's kept ReLUs and polynomial positions.
 struct slot_cost {
   std::string name{};
   std::string stage{};
   int layer = -1;
-  int64_t total = 0;   ///< ReLUs of the slot's activation map
-  int64_t kept = 0;    ///< ReLUs still evaluated in private inference
-  double seconds = 0;  ///< online latency of the kept ReLUs
-  double bytes = 0;    ///< online communication of the kept ReLUs
+  int64_t total = 0;        ///< ReLUs of the slot's activation map
+  int64_t kept = 0;         ///< ReLUs still evaluated in private inference
+  double seconds = 0;       ///< online latency of the kept ReLUs and the polynomials
+  double bytes = 0;         ///< online communication of the same
+  int64_t polynomials = 0;  ///< positions evaluating a polynomial replacement
 };
 
 struct cost_report {
@@ -37,6 +39,7 @@ struct cost_report {
   double linear_bytes = 0;
   int64_t relus_total = 0;
   int64_t relus_kept = 0;
+  int64_t polynomials = 0;     ///< polynomial positions over all slots
   double seconds = 0;          ///< total: slots + linear layers + the model's fixed cost
   double bytes = 0;
 };
@@ -52,18 +55,24 @@ struct cost_report {
     require(row.total >= 0 && row.active >= 0 && row.active <= row.total, "pi::estimate: slot '",
             row.name, "' keeps ", row.active, " of ", row.total,
             " ReLUs; expected 0 <= kept <= total");
-    // Per slot only the ReLU terms: the fixed cost belongs to the inference, not to a layer.
-    const double seconds = model.seconds_per_relu * static_cast<double>(row.active);
-    const double bytes = model.bytes_per_relu * static_cast<double>(row.active);
-    r.slots.push_back({row.name, row.stage, row.layer, row.total, row.active, seconds, bytes});
+    require(row.polynomial >= 0 && row.polynomial <= row.total, "pi::estimate: slot '", row.name,
+            "' has ", row.polynomial, " polynomial positions of ", row.total,
+            "; expected 0 <= polynomials <= total");
+    // Per slot only the ReLU and polynomial terms: the fixed cost belongs to the inference.
+    const auto relus = static_cast<double>(row.active), polys = static_cast<double>(row.polynomial);
+    const double seconds = model.seconds_per_relu * relus + model.seconds_per_polynomial * polys;
+    const double bytes = model.bytes_per_relu * relus + model.bytes_per_polynomial * polys;
+    r.slots.push_back(
+        {row.name, row.stage, row.layer, row.total, row.active, seconds, bytes, row.polynomial});
     r.relus_total += row.total;
     r.relus_kept += row.active;
+    r.polynomials += row.polynomial;
   }
   r.linear_seconds = model.seconds_per_mac * static_cast<double>(macs);
   r.linear_bytes = model.bytes_per_mac * static_cast<double>(macs);
-  // Totals from the model itself, so that they equal model.latency(kept, macs) exactly.
-  r.seconds = model.latency(r.relus_kept, macs);
-  r.bytes = model.communication(r.relus_kept, macs);
+  // Totals from the model itself, so that they equal model.latency(kept, macs, polys) exactly.
+  r.seconds = model.latency(r.relus_kept, macs, r.polynomials);
+  r.bytes = model.communication(r.relus_kept, macs, r.polynomials);
   return r;
 }
 
@@ -121,45 +130,48 @@ inline std::string percent(int64_t part, int64_t whole) {
 }  // namespace detail
 
 /// A terminal table: one line per slot, then linear layers (when MACs were given) and the total.
+/// A column of polynomial positions appears when the network has any.
 inline void print(std::ostream& out, const cost_report& r) {
   using namespace detail;
-  struct line {
-    std::string name, stage, kept, total, share, seconds, bytes;
-  };
+  constexpr size_t columns = 8;  // name, stage, kept, total, kept %, polynomials, latency, bytes
+  using line = std::array<std::string, columns>;
+  const bool polys = r.polynomials > 0;
   std::vector<line> lines;
-  lines.push_back({"slot", "stage", "kept", "ReLUs", "kept %", "latency", "communication"});
+  lines.push_back({"slot", "stage", "kept", "ReLUs", "kept %", "polynomials", "latency", "communication"});
   for (const auto& s : r.slots)
     lines.push_back({s.name, s.stage, grouped(s.kept), grouped(s.total), percent(s.kept, s.total),
-                     duration(s.seconds), byte_size(s.bytes)});
+                     grouped(s.polynomials), duration(s.seconds), byte_size(s.bytes)});
   const size_t body_end = lines.size();
   if (r.macs > 0)
-    lines.push_back({"linear layers (" + grouped(r.macs) + " MACs)", "", "", "", "",
+    lines.push_back({"linear layers (" + grouped(r.macs) + " MACs)", "", "", "", "", "",
                      duration(r.linear_seconds), byte_size(r.linear_bytes)});
   if (r.model.seconds_fixed > 0 || r.model.bytes_fixed > 0)
-    lines.push_back({"fixed per inference", "", "", "", "", duration(r.model.seconds_fixed),
+    lines.push_back({"fixed per inference", "", "", "", "", "", duration(r.model.seconds_fixed),
                      byte_size(r.model.bytes_fixed)});
   lines.push_back({"total", "", grouped(r.relus_kept), grouped(r.relus_total),
-                   percent(r.relus_kept, r.relus_total), duration(r.seconds), byte_size(r.bytes)});
+                   percent(r.relus_kept, r.relus_total), grouped(r.polynomials), duration(r.seconds),
+                   byte_size(r.bytes)});
 
   // Column widths; the summary lines' labels span the name and stage columns.
-  size_t w[7] = {};
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const auto& l = lines[i];
-    const std::string* cells[] = {&l.name, &l.stage, &l.kept, &l.total, &l.share, &l.seconds, &l.bytes};
-    for (size_t c = 0; c < 7; ++c)
-      if (c > 1 || i < body_end) w[c] = std::max(w[c], cells[c]->size());
-  }
+  std::array<size_t, columns> w{};
+  for (size_t i = 0; i < lines.size(); ++i)
+    for (size_t c = 0; c < columns; ++c)
+      if (c > 1 || i < body_end) w[c] = std::max(w[c], lines[i][c].size());
+  if (!polys) w[5] = 0;
   const auto pad = [](const std::string& s, size_t width, bool right) {
     const std::string fill(width > s.size() ? width - s.size() : 0, ' ');
     return right ? fill + s : s + fill;
   };
   size_t label_width = w[0] + 2 + w[1];
-  for (size_t i = body_end; i < lines.size(); ++i) label_width = std::max(label_width, lines[i].name.size());
+  for (size_t i = body_end; i < lines.size(); ++i) label_width = std::max(label_width, lines[i][0].size());
   w[1] = label_width - w[0] - 2;
-  const auto rule = std::string(label_width + w[2] + w[3] + w[4] + w[5] + w[6] + 11, '-');
+  const auto rule = std::string(label_width + w[2] + w[3] + w[4] + w[6] + w[7] + 11 + (polys ? w[5] + 2 : 0), '-');
 
   out << "private-inference cost, model '" << r.model.name << "' (" << duration(r.model.seconds_per_relu)
       << " and " << byte_size(r.model.bytes_per_relu) << " per ReLU";
+  if (polys)
+    out << "; " << duration(r.model.seconds_per_polynomial) << " and "
+        << byte_size(r.model.bytes_per_polynomial) << " per polynomial";
   if (r.model.seconds_per_mac > 0 || r.model.bytes_per_mac > 0)
     out << "; " << r.model.seconds_per_mac << " s and " << r.model.bytes_per_mac << " B per MAC";
   out << ")\n";
@@ -167,11 +179,12 @@ inline void print(std::ostream& out, const cost_report& r) {
     const auto& l = lines[i];
     if (i == 1 || i == body_end) out << rule << '\n';
     const std::string label =
-        i < body_end ? pad(l.name, w[0], false) + "  " + pad(l.stage, w[1], false) : pad(l.name, label_width, false);
-    const char* of = l.kept.empty() && l.total.empty() ? "   " : " / ";
-    out << label << "  " << pad(l.kept, w[2], true) << of << pad(l.total, w[3], true) << "  "
-        << pad(l.share, w[4], true) << "  " << pad(l.seconds, w[5], true) << "  "
-        << pad(l.bytes, w[6], true) << '\n';
+        i < body_end ? pad(l[0], w[0], false) + "  " + pad(l[1], w[1], false) : pad(l[0], label_width, false);
+    const char* of = l[2].empty() && l[3].empty() ? "   " : " / ";
+    out << label << "  " << pad(l[2], w[2], true) << of << pad(l[3], w[3], true) << "  "
+        << pad(l[4], w[4], true) << "  ";
+    if (polys) out << pad(l[5], w[5], true) << "  ";
+    out << pad(l[6], w[6], true) << "  " << pad(l[7], w[7], true) << '\n';
   }
 }
 

@@ -32,7 +32,8 @@ inline std::string pct(double fraction) {
 }  // namespace detail
 
 /// The results row of a run: method, budget, count, final test accuracy (percent), estimated PI
-/// latency, wall time, images forwarded, and the accuracies before finetuning as extra columns.
+/// latency, wall time, images forwarded, and the accuracies before finetuning as extra columns
+/// (and the polynomial positions, where linearized ReLUs were replaced by polynomials).
 [[nodiscard]] inline io::result_row result_row(const run_result& r, const std::string& method,
                                                const pi::cost_model& cost) {
   io::result_row row;
@@ -40,7 +41,10 @@ inline std::string pct(double fraction) {
   row.budget = static_cast<double>(r.budget);
   row.relu_count = r.relu_count;
   row.accuracy = 100 * r.test_accuracy_after_finetune;
-  row.pi_latency_s = cost.latency(r.relu_count);
+  int64_t polynomials = 0;
+  for (const auto& s : r.per_slot) polynomials += s.polynomial;
+  row.pi_latency_s = cost.latency(r.relu_count, 0, polynomials);
+  if (polynomials > 0) row.set("polynomials", polynomials);
   row.wall_time_s = r.seconds;
   row.images_forwarded = r.images_forwarded;
   row.set("pipeline", r.method);
