@@ -2,10 +2,11 @@
 // Umbrella header: everything linearize offers, lowest layer first. Include single headers to
 // compile less.
 
-// support: errors, files, seeds, start-up settings
+// support: errors, files, seeds, start-up settings, digit groups
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/format.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/support/seed.hpp>
 
