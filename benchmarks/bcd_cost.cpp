@@ -24,6 +24,7 @@
 #include <linearize/finetune/distill.hpp>
 #include <linearize/io/torch_export.hpp>
 #include <linearize/models/registry.hpp>
+#include <linearize/models/resnet18_in.hpp>
 #include <linearize/pipeline/run.hpp>
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/select/coordinate_block.hpp>

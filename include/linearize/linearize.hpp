@@ -17,7 +17,8 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 
-// models, data, private-inference cost, files
+// models, data, private-inference cost, files. Each model header registers its model by name
+// (models/registry.hpp); a user's model registers by being included.
 #include <linearize/models/layers.hpp>
 #include <linearize/models/mobilenet_v1.hpp>
 #include <linearize/models/registry.hpp>

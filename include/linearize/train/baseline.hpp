@@ -34,6 +34,7 @@
 #include <linearize/io/results.hpp>
 #include <linearize/io/torch_export.hpp>
 #include <linearize/models/registry.hpp>
+#include <linearize/models/resnet18_in.hpp>  // baseline_spec's default model: registered here too
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
@@ -468,11 +469,10 @@ struct baseline_spec {
   std::optional<double> width{};
 };
 
-/// The width a baseline of `model` has by default: 16 for resnet18_in (a quarter of SNL's 64:
-/// 96,000 ReLUs on 1x28x28, trainable on a CPU), the model's own default otherwise.
+/// The width a baseline of `model` has by default: the model's registered baseline_width
+/// (16 for resnet18_in), else its own default (empty). An unknown model is an error.
 [[nodiscard]] inline std::optional<double> baseline_width(const std::string& model) {
-  if (model == "resnet18_in") return 16.0;
-  return std::nullopt;
+  return models::model_info_of(model).baseline_width;
 }
 
 /// runs/baseline/<data>_<model>_w<width>.pt, relative to the working directory.
