@@ -39,7 +39,7 @@
 #include <linearize/pi/cost_report.hpp>
 #include <linearize/pi/mac_count.hpp>
 
-#include <linearize/io/flat_json.hpp>
+#include <linearize/io/json.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/io/torch_export.hpp>
