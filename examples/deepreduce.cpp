@@ -28,7 +28,6 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,7 +46,7 @@ struct settings {
   int64_t final_epochs = 2;
   select::thinning thin = select::thinning::keep_even;
   size_t keep_stages = 2;
-  std::optional<int64_t> reshape_width{}, reshape_size{};
+  int64_t reshape_width = 0, reshape_size = 0;  ///< 0: keep the baseline's
   int64_t reshape_epochs = 3;
   int64_t reshape_budget = 0;
   int64_t snl_epochs = 0;
@@ -79,9 +78,11 @@ void add_options(CLI::App& app, settings& s) {
           {"even", select::thinning::keep_even}, {"odd", select::thinning::keep_odd}}))
       ->default_str("even");
   app.add_option("--keep-stages", s.keep_stages, "most critical stages never culled")->check(count(0));
-  app.add_option("--reshape-width", s.reshape_width, "reshape to this layer1 width (e.g. 8)")->check(count(1));
-  app.add_option("--reshape-size", s.reshape_size, "reshape to this input size (e.g. 14; trained without KD)")
-      ->check(count(1));
+  app.add_option("--reshape-width", s.reshape_width, "reshape to this layer1 width (e.g. 8; 0: no reshape)")
+      ->check(count(0));
+  app.add_option("--reshape-size", s.reshape_size,
+                 "reshape to this input size (e.g. 14; trained without KD; 0: no reshape)")
+      ->check(count(0));
   app.add_option("--reshape-epochs", s.reshape_epochs, "epochs to train the reshaped network from fresh weights")
       ->check(count(0));
   app.add_option("--reshape-budget", s.reshape_budget,
@@ -217,11 +218,11 @@ int run_example(const settings& s) {
   save_rows(s.out / "deepreduce.csv", rows);
 
   // ---- 4a. reshaping: a narrower / lower-resolution network with the same culled and thinned stages
-  if (s.reshape_width || s.reshape_size) {
+  if (s.reshape_width > 0 || s.reshape_size > 0) {
     std::vector<double> widths;
     std::vector<int64_t> sizes;
-    if (s.reshape_width) widths.push_back(static_cast<double>(*s.reshape_width));
-    if (s.reshape_size) sizes.push_back(*s.reshape_size);
+    if (s.reshape_width > 0) widths.push_back(static_cast<double>(s.reshape_width));
+    if (s.reshape_size > 0) sizes.push_back(s.reshape_size);
     auto reshape_settings = plan_settings;
     reshape_settings.allow_reshape = true;
     reshape_settings.reshapes = select::reshape_options("resnet18_in", spec, widths, sizes);
