@@ -13,6 +13,7 @@
 
 #include <linearize/data/loader.hpp>
 #include <linearize/data/registry.hpp>
+#include <linearize/support/format.hpp>
 #include <linearize/support/runtime.hpp>
 
 #include <fmt/format.h>
@@ -214,8 +215,8 @@ void loading(const options& opt) {
 }
 
 void training(const options& opt) {
-  std::printf("\nOne training epoch (%lld synthetic CIFAR samples, batch 128, small conv net "
-              "forward + backward + SGD step):\n", static_cast<long long>(opt.train_samples));
+  fmt::print("\nOne training epoch ({} synthetic CIFAR samples, batch 128, small conv net "
+             "forward + backward + SGD step):\n", grouped(opt.train_samples));
   torch::manual_seed(0);
   small_convnet net;
   torch::optim::SGD sgd(net.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
