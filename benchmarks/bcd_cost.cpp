@@ -13,10 +13,7 @@
 // would be). Every variant then runs coordinate descent from the same network to --target with
 // the same DRC, K, ADT and finetune recipe, and a final finetune; accuracies are on the test set.
 //
-// Run: ./build/benchmarks/bcd_cost [--train N] [--held-out N] [--test N] [--width W]
-//        [--baseline-epochs E] [--start N] [--start-epochs E] [--target N] [--drc N] [--tries K]
-//        [--adt A] [--finetune-epochs E] [--final-epochs E] [--scoring-size N]
-//        [--variants prototype,held-out,early,ours] [--seed S] [--work DIR]
+// Run: ./build/benchmarks/bcd_cost [options]   (bcd_cost --help lists them with their defaults)
 #include "../examples/cli.hpp"
 
 #include <linearize/data/dataset.hpp>
@@ -24,14 +21,17 @@
 #include <linearize/finetune/distill.hpp>
 #include <linearize/io/torch_export.hpp>
 #include <linearize/models/registry.hpp>
+#include <linearize/models/resnet18_in.hpp>
 #include <linearize/pipeline/run.hpp>
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/select/coordinate_block.hpp>
 #include <linearize/select/top_k.hpp>
+#include <linearize/support/format.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/train/evaluate.hpp>
 #include <linearize/train/trainer.hpp>
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -66,42 +66,35 @@ struct settings {
   fs::path work = "runs/bcd_cost";
 };
 
-constexpr const char* usage = R"(usage: bcd_cost [options]   (defaults in brackets)
-  --train N [6000]  --held-out N [2000]  --test N [10000]  --width W [4]  --baseline-epochs E [8]
-  --start N [6000]  --start-epochs E [2]  --target N [3000]  --drc N [150]  --tries K [20]
-  --adt A [0.3]  --finetune-epochs E [1]  --final-epochs E [2]  --scoring-size N [0: all]
-  --variants prototype,held-out,early,ours  --seed S [0]  --work DIR [runs/bcd_cost]
-)";
-
-settings parse(cli::arguments& args) {
-  settings s;
-  const auto count = [&](const char* k, int64_t& v, bool zero_ok = false) {
-    v = zero_ok ? args.number<int64_t>(k, v, cli::non_negative, "a count >= 0")
-                : args.number<int64_t>(k, v, cli::positive, "a positive count");
-  };
-  count("train", s.train);
-  count("held-out", s.held_out);
-  count("test", s.test);
-  count("width", s.width);
-  count("baseline-epochs", s.baseline_epochs);
-  count("start", s.start);
-  count("start-epochs", s.start_epochs, true);
-  count("target", s.target);
-  count("drc", s.drc);
-  count("tries", s.tries);
-  count("finetune-epochs", s.finetune_epochs, true);
-  count("final-epochs", s.final_epochs, true);
-  count("scoring-size", s.scoring_size, true);
-  s.adt = args.number<double>("adt", s.adt, cli::non_negative, "accuracy points >= 0");
-  s.seed = args.number<uint64_t>("seed", s.seed, cli::non_negative, "a seed");
-  s.variants = args.text("variants", s.variants);
-  std::stringstream list(s.variants);
-  for (std::string v; std::getline(list, v, ',');)  // checked before any training starts
-    if (v != "prototype" && v != "held-out" && v != "early" && v != "ours")
-      throw cli::usage_error{"--variants: unknown variant '" + v + "'; expected prototype, held-out, early or ours"};
-  s.work = args.text("work", s.work.string());
-  args.finish();
-  return s;
+void add_options(CLI::App& app, settings& s) {
+  const auto count = [](int64_t min) { return cli::at_least<int64_t>(min); };
+  app.add_option("--train", s.train, "training images (a seeded subset of Fashion-MNIST's)")->check(count(1));
+  app.add_option("--held-out", s.held_out, "held-out images, disjoint from --train")->check(count(1));
+  app.add_option("--test", s.test, "test images")->check(count(1));
+  app.add_option("--width", s.width, "ResNet18-IN width")->check(count(1));
+  app.add_option("--baseline-epochs", s.baseline_epochs, "epochs of the baseline")->check(count(1));
+  app.add_option("--start", s.start, "ReLUs of the starting mask")->check(count(1));
+  app.add_option("--start-epochs", s.start_epochs, "distillation epochs of the starting mask")->check(count(0));
+  app.add_option("--target", s.target, "ReLUs to reach")->check(count(1));
+  app.add_option("--drc", s.drc, "ReLUs dropped per iteration")->check(count(1));
+  app.add_option("--tries", s.tries, "K: candidate blocks per iteration")->check(count(1));
+  app.add_option("--adt", s.adt, "accuracy-drop threshold, points")->check(cli::at_least(0.0));
+  app.add_option("--finetune-epochs", s.finetune_epochs, "epochs of each finetune during the search")->check(count(0));
+  app.add_option("--final-epochs", s.final_epochs, "finetune epochs after the search")->check(count(0));
+  app.add_option("--scoring-size", s.scoring_size, "held-out scoring images of the non-prototype variants (0: all)")
+      ->check(count(0));
+  app.add_option("--variants", s.variants, "any of prototype, held-out, early, ours")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            std::stringstream list(text);
+            for (std::string v; std::getline(list, v, ',');)
+              if (v != "prototype" && v != "held-out" && v != "early" && v != "ours")
+                return "unknown variant '" + v + "'; expected prototype, held-out, early or ours";
+            return std::string();
+          },
+          "LIST"));
+  cli::add_seed(app, s.seed, "seeds the baseline, the starting mask and the searches");
+  app.add_option("--work", s.work, "where the baseline and starting mask are cached");
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -145,8 +138,7 @@ Network baseline(const settings& s, const run_data& d) {
     io::import_state(net, file);
     return net;
   }
-  std::printf("training the baseline (%lld epochs on %lld images)...\n",
-              static_cast<long long>(s.baseline_epochs), static_cast<long long>(s.train));
+  fmt::print("training the baseline ({} epochs on {} images)...\n", s.baseline_epochs, grouped(s.train));
   auto o = quiet(s.baseline_epochs);
   o.optimizer = train::sgd{.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4};
   o.schedule = train::cosine{};
@@ -168,7 +160,7 @@ Network starting_point(const settings& s, const run_data& d, const Network& teac
     io::import_state(net, file);
     return net;
   }
-  std::printf("making the starting mask (%lld ReLUs)...\n", static_cast<long long>(s.start));
+  fmt::print("making the starting mask ({} ReLUs)...\n", grouped(s.start));
   copy_state(*teacher, *net);
   const auto damage = select::estimate_first_order(*net, masks, d.train, 1024, 16, s.seed).damage;
   struct scores_only {  // what top_k reads of a stage context
@@ -206,8 +198,6 @@ outcome run_variant(const std::string& variant, const settings& s, const run_dat
   }
   if (variant == "prototype" || variant == "held-out") policy.rejection.enabled = false;
   if (variant != "ours") policy.proposals = select::proposal::uniform;
-  if (variant != "prototype" && variant != "held-out" && variant != "early" && variant != "ours")
-    throw cli::usage_error{"--variants: unknown variant '" + variant + "'; expected prototype, held-out, early or ours"};
   const auto method = pipeline(policy, schedule::fixed_step{.drc = s.drc},
                                finetune::distill{.epochs = s.final_epochs});
   auto net = start->copy();
@@ -229,65 +219,60 @@ outcome run_variant(const std::string& variant, const settings& s, const run_dat
 
 }  // namespace
 
-int run_benchmark(cli::arguments& args) {
-  const auto s = parse(args);
+int run_benchmark(const settings& s) {
   const auto rt = runtime::configure();
   fs::create_directories(s.work);
-  std::printf("bcd_cost: %d threads; ResNet18-IN width %lld on Fashion-MNIST (train %lld, held-out "
-              "%lld, test %lld)\n",
-              rt.threads, static_cast<long long>(s.width), static_cast<long long>(s.train),
-              static_cast<long long>(s.held_out), static_cast<long long>(s.test));
+  fmt::print("bcd_cost: {} threads; ResNet18-IN width {} on Fashion-MNIST (train {}, held-out {}, test {})\n",
+             rt.threads, s.width, grouped(s.train), grouped(s.held_out), grouped(s.test));
   const auto d = load_data(s);
   const auto teacher = baseline(s, d);
   const auto start = starting_point(s, d, teacher);
   freeze(*teacher);
   const MaskSet masks(*start);
-  std::printf("ReLUs: %lld in all, %lld in the starting mask; target %lld, DRC %lld (T = %lld), "
-              "K %lld, ADT %.2f, finetunes %lld epoch(s), final %lld\n",
-              static_cast<long long>(masks.total_relus()), static_cast<long long>(masks.relu_count()),
-              static_cast<long long>(s.target), static_cast<long long>(s.drc),
-              static_cast<long long>(schedule::fixed_step{.drc = s.drc}.steps(masks.relu_count(), s.target)),
-              static_cast<long long>(s.tries), s.adt, static_cast<long long>(s.finetune_epochs),
-              static_cast<long long>(s.final_epochs));
-  std::printf("test accuracy: baseline %.2f%%, start %.2f%%\n\n",
-              100 * train::evaluate(*teacher, d.test, 512).top1,
-              100 * train::evaluate(*start, d.test, 512).top1);
+  fmt::print("ReLUs: {} in all, {} in the starting mask; target {}, DRC {} (T = {}), K {}, ADT {:.2f}, "
+             "finetunes {} epoch(s), final {}\n",
+             grouped(masks.total_relus()), grouped(masks.relu_count()), grouped(s.target), s.drc,
+             schedule::fixed_step{.drc = s.drc}.steps(masks.relu_count(), s.target), s.tries, s.adt,
+             s.finetune_epochs, s.final_epochs);
+  fmt::print("test accuracy: baseline {:.2f}%, start {:.2f}%\n\n", 100 * train::evaluate(*teacher, d.test, 512).top1,
+             100 * train::evaluate(*start, d.test, 512).top1);
 
   std::vector<outcome> rows;
   std::stringstream list(s.variants);
   for (std::string v; std::getline(list, v, ',');) {
-    std::printf("running %s...\n", v.c_str());
+    fmt::print("running {}...\n", v);
     std::fflush(stdout);
     rows.push_back(run_variant(v, s, d, start, teacher));
   }
 
-  std::printf("\n%-10s %5s %6s %5s %5s %10s %10s %10s %11s %11s %8s %8s %8s\n", "variant", "iters",
-              "tries", "fails", "early", "scoring", "gradient", "finetune", "search img",
-              "stage img", "search s", "acc BCD", "acc fin");
+  fmt::print("\n{:<10} {:>5} {:>6} {:>5} {:>5} {:>10} {:>10} {:>10} {:>11} {:>11} {:>8} {:>8} {:>8}\n", "variant",
+             "iters", "tries", "fails", "early", "scoring", "gradient", "finetune", "search img", "stage img",
+             "search s", "acc BCD", "acc fin");
   for (const auto& r : rows)
-    std::printf("%-10s %5lld %6lld %5lld %5lld %10lld %10lld %10lld %11lld %11lld %8.1f %7.2f%% %7.2f%%\n",
-                r.variant.c_str(), static_cast<long long>(r.bcd.iterations),
-                static_cast<long long>(r.bcd.tries), static_cast<long long>(r.bcd.fallbacks),
-                static_cast<long long>(r.bcd.early_rejections),
-                static_cast<long long>(r.bcd.scoring_images),
-                static_cast<long long>(r.bcd.gradient_images),
-                static_cast<long long>(r.bcd.finetune_images),
-                static_cast<long long>(r.bcd.images()), static_cast<long long>(r.images),
-                r.bcd.seconds, 100 * r.search_accuracy, 100 * r.final_accuracy);
-  std::printf("(search img = scoring + gradient + finetune images of the search; stage img adds the "
-              "final finetune and test evaluations; gradient images also go backward once)\n");
+    fmt::print("{:<10} {:>5} {:>6} {:>5} {:>5} {:>10} {:>10} {:>10} {:>11} {:>11} {:>8.1f} {:>7.2f}% {:>7.2f}%\n",
+               r.variant, r.bcd.iterations, r.bcd.tries, r.bcd.fallbacks, r.bcd.early_rejections,
+               r.bcd.scoring_images, r.bcd.gradient_images, r.bcd.finetune_images, r.bcd.images(), r.images,
+               r.bcd.seconds, 100 * r.search_accuracy, 100 * r.final_accuracy);
+  fmt::print("(search img = scoring + gradient + finetune images of the search; stage img adds the "
+             "final finetune and test evaluations; gradient images also go backward once)\n");
   const outcome* proto = nullptr;
   for (const auto& r : rows)
     if (r.variant == "prototype") proto = &r;
   if (proto) {
-    std::printf("\nprototype / variant:   search images   search seconds   final accuracy (points)\n");
+    fmt::print("\nprototype / variant:   search images   search seconds   final accuracy (points)\n");
     for (const auto& r : rows)
       if (&r != proto)
-        std::printf("  %-10s %18.1fx %15.1fx %+17.2f\n", r.variant.c_str(),
-                    static_cast<double>(proto->bcd.images()) / static_cast<double>(r.bcd.images()),
-                    proto->bcd.seconds / r.bcd.seconds, 100 * (r.final_accuracy - proto->final_accuracy));
+        fmt::print("  {:<10} {:>18.1f}x {:>15.1f}x {:>+17.2f}\n", r.variant,
+                   static_cast<double>(proto->bcd.images()) / static_cast<double>(r.bcd.images()),
+                   proto->bcd.seconds / r.bcd.seconds, 100 * (r.final_accuracy - proto->final_accuracy));
   }
   return 0;
 }
 
-int main(int argc, char** argv) { return cli::main(argc, argv, usage, run_benchmark); }
+int main(int argc, char** argv) {
+  cli::app app{"What coordinate descent costs: the authors' prototype procedure against this library's, on "
+               "the same starting network and mask.", "bcd_cost"};
+  settings s;
+  add_options(app, s);
+  return cli::run(app, argc, argv, [&] { return run_benchmark(s); });
+}

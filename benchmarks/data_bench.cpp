@@ -7,12 +7,16 @@
 //   4. one epoch in which every step is a forward + backward + SGD step of a small conv net:
 //      the fraction of the epoch spent in loader.next() waiting for the prefetched batch.
 // Run: ./build/benchmarks/data_bench [--train-samples N] [--jpegs N] [--repeats N]
-//                                    [--only read|loader|train]
+//                                    [--only read|loader|train]   (--help: defaults)
 //      (LINEARIZE_ALLOCATOR=default: glibc defaults; LINEARIZE_THREADS=N: intra-op threads)
+#include "../examples/cli.hpp"
+
 #include <linearize/data/loader.hpp>
 #include <linearize/data/registry.hpp>
+#include <linearize/support/format.hpp>
 #include <linearize/support/runtime.hpp>
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <jpeglib.h>
@@ -53,12 +57,6 @@ std::pair<double, double> time_it(int repeats, F&& f) {
 
 void row(const std::string& what, const std::string& value) {
   std::printf("  %-58s %s\n", what.c_str(), value.c_str());
-}
-
-std::string fmt(const char* format, double a, double b = 0) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, format, a, b);
-  return buf;
 }
 
 void write_bytes(const fs::path& path, const void* data, size_t n) {
@@ -138,7 +136,8 @@ void reading(const options& opt) {
     });
     const double mb = 70'000.0 * 794 / 1e6;  // pixels + labels, decompressed
     row("Fashion-MNIST train+test from .gz (70,000 images)",
-        fmt("%.3f / %.3f s", best, median) + fmt("  (%.0f MB/s decompressed)", mb / best));
+        fmt::format("{:.3f} / {:.3f} s", best, median) +
+            fmt::format("  ({:.0f} MB/s decompressed)", mb / best));
   } else {
     row("Fashion-MNIST", std::string("skipped: no ") + data::fashion_mnist_default_dir);
   }
@@ -155,7 +154,7 @@ void reading(const options& opt) {
                   static_cast<size_t>(bytes.numel()));
     const auto [best, median] = time_it(opt.repeats, [&] { (void)data::load_cifar10(tmp); });
     row("CIFAR-10 train, binary (50,000 images, synthetic)",
-        fmt("%.3f / %.3f s", best, median) + fmt("  (%.0f MB/s)", 153.65 / best));
+        fmt::format("{:.3f} / {:.3f} s", best, median) + fmt::format("  ({:.0f} MB/s)", 153.65 / best));
   }
 
   {  // A TinyImageNet-shaped tree: 10 classes, opt.jpegs 64x64 JPEGs.
@@ -178,11 +177,12 @@ void reading(const options& opt) {
     const auto n = static_cast<double>(opt.jpegs);
     const auto [best, median] = time_it(opt.repeats, [&] { (void)data::load_tiny_imagenet(tmp); });
     row("TinyImageNet-shaped tree, " + std::to_string(opt.jpegs) + " 64x64 JPEGs, all threads",
-        fmt("%.3f / %.3f s", best, median) +
-            fmt("  (%.0f images/s, 110k in ~%.0f s)", n / best, 110'000.0 * best / n));
+        fmt::format("{:.3f} / {:.3f} s", best, median) +
+            fmt::format("  ({:.0f} images/s, 110k in ~{:.0f} s)", n / best, 110'000.0 * best / n));
     const auto [best1, median1] = time_it(
         opt.repeats, [&] { (void)data::load_tiny_imagenet(tmp, data::part::train, 1); });
-    row("  same, one thread", fmt("%.3f / %.3f s", best1, median1) + fmt("  (%.0f images/s)", n / best1));
+    row("  same, one thread",
+        fmt::format("{:.3f} / {:.3f} s", best1, median1) + fmt::format("  ({:.0f} images/s)", n / best1));
   }
   fs::remove_all(tmp);
 }
@@ -197,26 +197,26 @@ void loading(const options& opt) {
     for (int64_t b = 0; b < batches; ++b) (void)loader.make(0, b);
   });
   row("make() on the calling thread, one epoch",
-      fmt("%.3f / %.3f s", best, median) + fmt("  (%.0f images/s)", 50'000 / best));
+      fmt::format("{:.3f} / {:.3f} s", best, median) + fmt::format("  ({:.0f} images/s)", 50'000 / best));
   // What prefetching does, minus the overlap: each batch made on a fresh std::async thread.
   const auto [abest, amedian] = time_it(opt.repeats, [&] {
     for (int64_t b = 0; b < batches; ++b)
       (void)std::async(std::launch::async, [&] { return loader.make(0, b); }).get();
   });
   row("make() on a fresh std::async thread per batch, one epoch",
-      fmt("%.3f / %.3f s", abest, amedian) + fmt("  (%.0f images/s)", 50'000 / abest));
+      fmt::format("{:.3f} / {:.3f} s", abest, amedian) + fmt::format("  ({:.0f} images/s)", 50'000 / abest));
   int64_t epoch = 0;
   const auto [pbest, pmedian] = time_it(opt.repeats, [&] {
     loader.start_epoch(epoch++);
     while (auto b = loader.next()) (void)b;
   });
   row("next() with prefetch, no training, one epoch",
-      fmt("%.3f / %.3f s", pbest, pmedian) + fmt("  (%.0f images/s)", 50'000 / pbest));
+      fmt::format("{:.3f} / {:.3f} s", pbest, pmedian) + fmt::format("  ({:.0f} images/s)", 50'000 / pbest));
 }
 
 void training(const options& opt) {
-  std::printf("\nOne training epoch (%lld synthetic CIFAR samples, batch 128, small conv net "
-              "forward + backward + SGD step):\n", static_cast<long long>(opt.train_samples));
+  fmt::print("\nOne training epoch ({} synthetic CIFAR samples, batch 128, small conv net "
+             "forward + backward + SGD step):\n", grouped(opt.train_samples));
   torch::manual_seed(0);
   small_convnet net;
   torch::optim::SGD sgd(net.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
@@ -240,41 +240,31 @@ void training(const options& opt) {
     ++steps;
   }
   const double epoch_s = seconds_since(t0), wait_s = loader.wait_seconds() - wait0;
-  row("epoch time", fmt("%.3f s (%.1f ms/step)", epoch_s, 1e3 * epoch_s / static_cast<double>(steps)));
-  row("loader.wait_seconds() over the epoch", fmt("%.4f s", wait_s));
-  row("fraction of the epoch waiting on data", fmt("%.2f %%", 100.0 * wait_s / epoch_s));
+  row("epoch time", fmt::format("{:.3f} s ({:.1f} ms/step)", epoch_s, 1e3 * epoch_s / static_cast<double>(steps)));
+  row("loader.wait_seconds() over the epoch", fmt::format("{:.4f} s", wait_s));
+  row("fraction of the epoch waiting on data", fmt::format("{:.2f} %", 100.0 * wait_s / epoch_s));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::app app{"How long data takes, and whether training waits on it: dataset reading, batch_loader "
+               "throughput, and the time a training epoch spends waiting for batches.", "data_bench"};
   options opt;
-  for (int i = 1; i < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "option %s needs a value\n", flag.c_str());
-      return 2;
-    }
-    if (flag == "--train-samples") opt.train_samples = std::max<int64_t>(128, std::atoll(argv[i + 1]));
-    else if (flag == "--jpegs") opt.jpegs = std::max<int64_t>(10, std::atoll(argv[i + 1]));
-    else if (flag == "--repeats") opt.repeats = std::max(1, std::atoi(argv[i + 1]));
-    else if (flag == "--only") opt.only = argv[i + 1];
-    else {
-      std::fprintf(stderr, "unknown option %s\n", flag.c_str());
-      return 2;
-    }
-  }
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  const auto rt = runtime::configure();
-  std::printf("data_bench: %d intra-op threads, %u hardware threads, allocator: %s\n\n",
-              rt.threads, std::thread::hardware_concurrency(), rt.allocator_name().c_str());
-  try {
+  app.add_option("--train-samples", opt.train_samples, "synthetic samples of the training section")
+      ->check(cli::at_least<int64_t>(128));
+  app.add_option("--jpegs", opt.jpegs, "JPEGs of the TinyImageNet-shaped tree")->check(cli::at_least<int64_t>(10));
+  app.add_option("--repeats", opt.repeats, "timed repetitions (best and median reported)")->check(cli::at_least(1));
+  app.add_option("--only", opt.only, "run one section: read, loader or train (default: all)")
+      ->check(cli::one_of({"read", "loader", "train"}));
+  return cli::run(app, argc, argv, [&] {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const auto rt = runtime::configure();
+    std::printf("data_bench: %d intra-op threads, %u hardware threads, allocator: %s\n\n", rt.threads,
+                std::thread::hardware_concurrency(), rt.allocator_name().c_str());
     if (opt.only.empty() || opt.only == "read") reading(opt);
     if (opt.only.empty() || opt.only == "loader") loading(opt);
     if (opt.only.empty() || opt.only == "train") training(opt);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "data_bench: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -13,6 +13,8 @@
 
 #include <linearize/linearize.hpp>
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -20,22 +22,6 @@
 #include <vector>
 
 namespace {
-
-constexpr const char* usage = R"(usage: defaults [options]
-  --budgets LIST        budgets, comma-separated                                       [5%]
-  --relax LIST          l1_mix, sigmoid_mask, hard_threshold                 [all three]
-  --settings LIST       defaults, tuned                                        [defaults,tuned]
-  --search-epochs N     planned search epochs (budget_tracking{.epochs = N})            [3]
-  --finetune-epochs N   distill{.epochs = N}                                            [1]
-  --train-subset N      training images the runs use (0: all)                       [10000]
-  --baseline-epochs N   epochs of the quick baseline                                    [2]
-  --model NAME          resnet18_in, wide_resnet_22_8, mobilenet_v1                [resnet18_in]
-  --width W             the model's width knob                                          [16]
-  --seed N              seeds every run                                                  [0]
-  --data-dir DIR        Fashion-MNIST directory (Debian's dataset-fashion-mnist by default)
-  --out DIR             where rows and checkpoints go                        [runs/defaults]
-  --help
-)";
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -48,36 +34,48 @@ std::vector<std::string> split_list(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return cli::main(argc, argv, usage, [](cli::arguments& args) {
-    namespace lz = linearize;
-    const auto budgets = split_list(args.text("budgets", "5%"));
-    const auto relaxations = split_list(args.text("relax", "l1_mix,sigmoid_mask,hard_threshold"));
-    const auto settings = split_list(args.text("settings", "defaults,tuned"));
-    const auto search_epochs = args.number<int64_t>("search-epochs", 3, cli::positive, "a positive count");
-    const auto finetune_epochs = args.number<int64_t>("finetune-epochs", 1, cli::non_negative, "a count >= 0");
-    const auto subset = args.number<int64_t>("train-subset", 10000, cli::non_negative, "a count >= 0");
-    const auto baseline_epochs = args.number<int64_t>("baseline-epochs", 2, cli::positive, "a positive count");
-    lz::train::baseline_spec spec;
-    spec.model = args.text("model", spec.model);
-    spec.width = args.number<double>("width", 16, cli::positive, "a positive width");
-    const auto seed = args.number<uint64_t>("seed", 0, cli::non_negative, "a seed >= 0");
-    spec.data_dir = args.text("data-dir", "");
-    const std::filesystem::path out = args.text("out", "runs/defaults");
-    args.finish();
+  namespace lz = linearize;
+  cli::app app{"Do the policies' defaults keep their promises? Default and hand-tuned pipelines side by "
+               "side: the count each search reached and the accuracy each run ended at.",
+               "defaults"};
+  std::string budget_list = "5%", relax_list = "l1_mix,sigmoid_mask,hard_threshold",
+              settings_list = "defaults,tuned";
+  int64_t search_epochs = 3, finetune_epochs = 1, subset = 10000, baseline_epochs = 2;
+  uint64_t seed = 0;
+  int threads = 0;
+  lz::train::baseline_spec spec;
+  spec.width = 16;
+  std::filesystem::path out = "runs/defaults";
+  app.add_option("--budgets", budget_list, "budgets, comma-separated");
+  app.add_option("--relax", relax_list, "relaxations, comma-separated: l1_mix, sigmoid_mask, hard_threshold");
+  app.add_option("--settings", settings_list, "defaults (the policies' own), tuned (the demo's hand-tuned ones)");
+  app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
+      ->check(cli::at_least<int64_t>(1));
+  app.add_option("--finetune-epochs", finetune_epochs, "distill{.epochs}")->check(cli::at_least<int64_t>(0));
+  app.add_option("--train-subset", subset, "training images the runs use (0: all)")->check(cli::at_least<int64_t>(0));
+  app.add_option("--baseline-epochs", baseline_epochs, "epochs of the quick baseline")->check(cli::at_least<int64_t>(1));
+  cli::add_baseline_spec(app, spec);
+  cli::add_seed(app, seed, "seeds every run");
+  cli::add_threads(app, threads);
+  app.add_option("--out", out, "where rows and checkpoints go");
+  return cli::run(app, argc, argv, [&] {
+    const auto budgets = split_list(budget_list);
+    const auto relaxations = split_list(relax_list);
+    const auto settings = split_list(settings_list);
     for (const auto& r : relaxations)
-      if (r != "l1_mix" && r != "sigmoid_mask" && r != "hard_threshold")
-        throw cli::usage_error{"--relax: unknown relaxation '" + r + "'"};
+      lz::require(r == "l1_mix" || r == "sigmoid_mask" || r == "hard_threshold", "--relax: unknown relaxation '", r,
+                  "'; expected l1_mix, sigmoid_mask or hard_threshold");
     for (const auto& s : settings)
-      if (s != "defaults" && s != "tuned") throw cli::usage_error{"--settings: unknown '" + s + "'"};
+      lz::require(s == "defaults" || s == "tuned", "--settings: unknown '", s, "'; expected defaults or tuned");
     for (const auto& b : budgets) (void)lz::parse_budget(b);
 
-    const auto rt = lz::runtime::configure();
-    std::printf("defaults: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
+    const auto rt = cli::configure(threads);
+    fmt::print("defaults: {} threads, {}\n", rt.threads, rt.allocator_name());
     lz::train::baseline_options bopts;
     bopts.out = out / ("baseline_" + spec.model + ".pt");
     bopts.recipe.epochs = baseline_epochs;
     const auto base = lz::train::load_or_train_baseline(spec, bopts);
-    std::printf("baseline: %s, test top-1 %.2f%%\n", base.net->describe().c_str(), 100 * base.record.test_top1);
+    fmt::print("baseline: {}, test top-1 {:.2f}%\n", base.net->describe(), 100 * base.record.test_top1);
     auto data = lz::baseline_run_data(base.record, spec.data_dir);
     if (subset > 0) data.train = data.train.take(subset);
 
@@ -111,11 +109,10 @@ int main(int argc, char** argv) {
           .set("baseline_accuracy", 100 * r.baseline_test_accuracy);
       rows.push_back(row);
       lz::io::write_csv(out / "defaults.csv", rows);
-      std::printf("%-28s %6s: search ended at %7lld ReLUs (budget %lld), kept %lld, test %.2f%% -> %.2f%% (%lld epochs)\n",
-                  row.method.c_str(), budget_text.c_str(), static_cast<long long>(searched),
-                  static_cast<long long>(r.budget), static_cast<long long>(r.relu_count),
-                  100 * r.test_accuracy_before_finetune, 100 * r.test_accuracy_after_finetune,
-                  static_cast<long long>(r.stages.at(0).search_epochs));
+      fmt::print("{:<28} {:>6}: search ended at {:>7} ReLUs (budget {}), kept {}, test {:.2f}% -> {:.2f}% ({} epochs)\n",
+                 row.method, budget_text, lz::grouped(searched), lz::grouped(r.budget), lz::grouped(r.relu_count),
+                 100 * r.test_accuracy_before_finetune, 100 * r.test_accuracy_after_finetune,
+                 r.stages.at(0).search_epochs);
       std::fflush(stdout);
     };
     for (const auto& budget_text : budgets)

@@ -19,12 +19,14 @@
 
 #include <linearize/linearize.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <set>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -33,34 +35,6 @@ namespace fs = std::filesystem;
 namespace lz = linearize;
 
 namespace {
-
-constexpr const char* usage = R"(usage: pareto [options]
-  --budgets LIST        budgets, largest first: counts, percentages or fractions  [10%,5%,3%,1%]
-  --methods LIST        any of snl, bcd, deepreduce, random               [snl,bcd,deepreduce,random]
-  --data NAME           dataset                                                  [fashion-mnist]
-  --data-dir DIR        where it is (fashion-mnist: Debian's path by default)
-  --model NAME          resnet18_in, wide_resnet_22_8, mobilenet_v1                 [resnet18_in]
-  --width W             the model's width knob (resnet18_in: 16)
-  --train-subset N      training images the methods use (0: all)                          [10000]
-  --held-out-subset N   held-out images for model selection and BCD scoring (0: all)          [0]
-  --test-subset N       test images (0: all)                                                  [0]
-  --search-epochs N     SNL's planned mask-search epochs (budget_tracking)                    [3]
-  --step-scale X        l1_mix step_scale (how fast the masks move under Adam)               [10]
-  --lambda0 X           SNL's initial penalty weight                                       [3e-4]
-  --max-change X        budget_tracking: the most the weight changes per correction        [1.1]
-  --finetune-epochs N   KD epochs after every method (the same for all)                       [2]
-  --bcd-iterations N    coordinate-descent iterations per run (DRC follows)                  [10]
-  --bcd-tries N         K: candidate blocks per iteration                                    [10]
-  --bcd-adt X           accuracy-drop threshold, points                                     [0.5]
-  --bcd-scoring-size N  held-out images scoring each candidate                             [2000]
-  --criticality-epochs N  DeepReDuce: KD epochs per stage when measuring criticality        [1]
-  --step-epochs N       DeepReDuce: KD epochs after each culling/thinning step               [1]
-  --layers-of M@B       the result whose per-layer ReLUs are plotted      [snl@ smallest budget]
-  --seed N                                                                                    [0]
-  --out DIR                                                                      [runs/pareto]
-  --quick               width 4, 1,000 training images, budgets 10%,5%, one epoch each
-  --help
-)";
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -71,6 +45,7 @@ std::vector<std::string> split_list(const std::string& text) {
 }
 
 struct settings {
+  std::string budgets_text = "10%,5%,3%,1%", methods_text = "snl,bcd,deepreduce,random";
   std::vector<std::string> budgets, methods;
   lz::train::baseline_spec spec;
   lz::train::baseline_options baseline;
@@ -90,61 +65,78 @@ struct settings {
   bool quick = false;
 };
 
-settings parse(cli::arguments& args) {
-  settings s;
-  s.quick = args.flag("quick");
-  if (s.quick) {  // small enough for CI; its numbers say nothing about the methods
-    s.spec.width = 4;
-    s.train_subset = 1000;
-    s.held_out_subset = 500;
-    s.test_subset = 1000;
-    s.search_epochs = 1;
-    s.finetune_epochs = 1;
-    s.bcd_iterations = 3;
-    s.bcd_tries = 3;
-    s.bcd_scoring = 500;
-    s.criticality_epochs = 1;
-    s.step_epochs = 1;
-    s.baseline.recipe.epochs = 1;
-    s.out = "runs/pareto_quick";
-  }
-  s.budgets = split_list(args.text("budgets", s.quick ? "10%,5%" : "10%,5%,3%,1%"));
-  s.methods = split_list(args.text("methods", "snl,bcd,deepreduce,random"));
-  s.spec.data = args.text("data", s.spec.data);
-  s.spec.data_dir = args.text("data-dir", "");
-  s.spec.model = args.text("model", s.spec.model);
-  if (auto w = args.number<double>("width", 0, cli::non_negative, "a positive width"); w > 0) s.spec.width = w;
-  const auto count = [&](const char* name, int64_t& v) {
-    v = args.number<int64_t>(name, v, cli::non_negative, "a count >= 0");
-  };
-  const auto positive = [&](const char* name, int64_t& v) {
-    v = args.number<int64_t>(name, v, cli::positive, "a positive count");
-  };
-  count("train-subset", s.train_subset);
-  count("held-out-subset", s.held_out_subset);
-  count("test-subset", s.test_subset);
-  positive("search-epochs", s.search_epochs);
-  s.step_scale = args.number<double>("step-scale", s.step_scale, cli::positive, "a positive factor");
-  s.lambda0 = args.number<double>("lambda0", s.lambda0, cli::positive, "a positive weight");
-  s.max_change = args.number<double>("max-change", s.max_change, [](double v) { return v > 1; }, "a factor > 1");
-  count("finetune-epochs", s.finetune_epochs);
-  positive("bcd-iterations", s.bcd_iterations);
-  positive("bcd-tries", s.bcd_tries);
-  s.bcd_adt = args.number<double>("bcd-adt", s.bcd_adt, cli::non_negative, "accuracy points >= 0");
-  count("bcd-scoring-size", s.bcd_scoring);
-  positive("criticality-epochs", s.criticality_epochs);
-  count("step-epochs", s.step_epochs);
-  s.layers_of = args.text("layers-of", "");
-  s.seed = args.number<uint64_t>("seed", 0, cli::non_negative, "a seed");
-  s.out = args.text("out", s.out.string());
-  args.finish();
+void add_options(CLI::App& app, settings& s) {
+  const auto count = [](int64_t min) { return cli::at_least<int64_t>(min); };
+  app.add_option("--budgets", s.budgets_text, "budgets, largest first: counts, percentages or fractions")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            for (auto b : split_list(text))
+              if (auto why = cli::budget()(b); !why.empty()) return why;
+            return split_list(text).empty() ? std::string("expected e.g. 8%,4%,2%") : std::string();
+          },
+          "LIST"));
+  app.add_option("--methods", s.methods_text, "any of snl, bcd, deepreduce, random")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            for (const auto& m : split_list(text))
+              if (m != "snl" && m != "bcd" && m != "deepreduce" && m != "random")
+                return "unknown method '" + m + "'; expected snl, bcd, deepreduce or random";
+            return std::string();
+          },
+          "LIST"));
+  cli::add_baseline_spec(app, s.spec);
+  app.add_option("--train-subset", s.train_subset, "training images the methods use (0: all)")->check(count(0));
+  app.add_option("--held-out-subset", s.held_out_subset, "held-out images for model selection and BCD scoring (0: all)")
+      ->check(count(0));
+  app.add_option("--test-subset", s.test_subset, "test images (0: all)")->check(count(0));
+  app.add_option("--search-epochs", s.search_epochs, "SNL's planned mask-search epochs (budget_tracking)")
+      ->check(count(1));
+  app.add_option("--step-scale", s.step_scale, "l1_mix step_scale (how fast the masks move under Adam)")
+      ->check(cli::above(0));
+  app.add_option("--lambda0", s.lambda0, "SNL's initial penalty weight")->check(cli::above(0));
+  app.add_option("--max-change", s.max_change, "budget_tracking: the most the weight changes per correction")
+      ->check(cli::above(1));
+  app.add_option("--finetune-epochs", s.finetune_epochs, "KD epochs after every method (the same for all)")
+      ->check(count(0));
+  app.add_option("--bcd-iterations", s.bcd_iterations, "coordinate-descent iterations per run (DRC follows)")
+      ->check(count(1));
+  app.add_option("--bcd-tries", s.bcd_tries, "K: candidate blocks per iteration")->check(count(1));
+  app.add_option("--bcd-adt", s.bcd_adt, "accuracy-drop threshold, points")->check(cli::at_least(0.0));
+  app.add_option("--bcd-scoring-size", s.bcd_scoring, "held-out images scoring each candidate")->check(count(0));
+  app.add_option("--criticality-epochs", s.criticality_epochs, "DeepReDuce: KD epochs per stage when measuring criticality")
+      ->check(count(1));
+  app.add_option("--step-epochs", s.step_epochs, "DeepReDuce: KD epochs after each culling/thinning step")
+      ->check(count(0));
+  app.add_option("--layers-of", s.layers_of, "the result whose per-layer ReLUs are plotted, as method@budget "
+                 "(default: snl at the smallest budget)");
+  cli::add_seed(app, s.seed, "seeds the methods' searches and finetuning");
+  app.add_option("--out", s.out, "output directory (--quick: runs/pareto_quick)");
+  app.add_flag("--quick", s.quick,
+               "a smoke run: width 4, 1,000 training images, 500 held-out, 1,000 test, budgets 10%,5%, one "
+               "epoch each, 3 BCD iterations of 3 tries on 500 images; options given explicitly win");
+}
 
-  const std::set<std::string> known = {"snl", "bcd", "deepreduce", "random"};
-  for (const auto& m : s.methods)
-    if (!known.count(m)) throw cli::usage_error{"--methods: unknown method '" + m + "'; expected snl, bcd, deepreduce or random"};
-  if (s.budgets.empty()) throw cli::usage_error{"--budgets is empty; expected e.g. 8%,4%,2%"};
-  if (s.quick) s.baseline.out = s.out / "baseline.pt";  // not the cached width-16 baseline
-  return s;
+/// --quick: small enough for CI; its numbers say nothing about the methods. Only options not
+/// given on the command line take these values.
+void apply_quick(const CLI::App& app, settings& s) {
+  const auto quick = [&](const char* option, auto& value, auto small) {
+    if (app.count(option) == 0) value = small;
+  };
+  quick("--width", s.spec.width, std::optional<double>(4));
+  quick("--train-subset", s.train_subset, 1000);
+  quick("--held-out-subset", s.held_out_subset, 500);
+  quick("--test-subset", s.test_subset, 1000);
+  quick("--search-epochs", s.search_epochs, 1);
+  quick("--finetune-epochs", s.finetune_epochs, 1);
+  quick("--bcd-iterations", s.bcd_iterations, 3);
+  quick("--bcd-tries", s.bcd_tries, 3);
+  quick("--bcd-scoring-size", s.bcd_scoring, 500);
+  quick("--criticality-epochs", s.criticality_epochs, 1);
+  quick("--step-epochs", s.step_epochs, 1);
+  quick("--budgets", s.budgets_text, std::string("10%,5%"));
+  quick("--out", s.out, fs::path("runs/pareto_quick"));
+  s.baseline.recipe.epochs = 1;
+  s.baseline.out = s.out / "baseline.pt";  // not the cached width-16 baseline
 }
 
 bool wants(const settings& s, const std::string& method) {
@@ -168,11 +160,19 @@ lz::io::result_row row_of(const lz::run_result& r, const std::string& method, co
 }  // namespace
 
 int main(int argc, char** argv) {
-  return cli::main(argc, argv, usage, [](cli::arguments& args) {
-    const auto s = parse(args);
+  cli::app app{"The accuracy-versus-ReLU-budget benchmark: SNL, SNL + coordinate descent, DeepReDuce and "
+               "uniform-random selection from one cached baseline. Rerunning resumes from <out>/work.",
+               "pareto"};
+  settings settings_;
+  add_options(app, settings_);
+  return cli::run(app, argc, argv, [&] {
+    if (settings_.quick) apply_quick(app, settings_);
+    settings_.budgets = split_list(settings_.budgets_text);
+    settings_.methods = split_list(settings_.methods_text);
+    const auto& s = settings_;
     const auto rt = lz::runtime::configure();
-    std::printf("linearize pareto: %d threads, %s, fused kernel %s%s\n", rt.threads, rt.allocator_name().c_str(),
-                lz::kernels::simd_name(), s.quick ? "; --quick: a smoke run, not a measurement" : "");
+    fmt::print("linearize pareto: {} threads, {}, fused kernel {}{}\n", rt.threads, rt.allocator_name(),
+               lz::kernels::simd_name(), s.quick ? "; --quick: a smoke run, not a measurement" : "");
 
     // One baseline and one split for every method.
     const auto base = lz::train::load_or_train_baseline(s.spec, s.baseline);
@@ -181,10 +181,9 @@ int main(int argc, char** argv) {
     if (s.held_out_subset > 0) data.held_out = data.held_out.take(s.held_out_subset);
     if (s.test_subset > 0) data.test = data.test.take(s.test_subset);
     const int64_t total = lz::MaskSet(*base.net).total_relus();
-    std::printf("baseline %s: test top-1 %.2f%%, %lld ReLUs; methods see %lld train, %lld held-out, %lld test images\n",
-                base.record.model.c_str(), 100 * base.record.test_top1, static_cast<long long>(total),
-                static_cast<long long>(data.train.size()), static_cast<long long>(data.held_out.size()),
-                static_cast<long long>(data.test.size()));
+    fmt::print("baseline {}: test top-1 {:.2f}%, {} ReLUs; methods see {} train, {} held-out, {} test images\n",
+               base.record.model, 100 * base.record.test_top1, lz::grouped(total), lz::grouped(data.train.size()),
+               lz::grouped(data.held_out.size()), lz::grouped(data.test.size()));
 
     std::vector<int64_t> counts;
     for (const auto& b : s.budgets) counts.push_back(lz::parse_budget(b).resolve(total));
@@ -206,9 +205,10 @@ int main(int argc, char** argv) {
     std::vector<lz::io::result_row> rows;
     std::map<std::string, lz::Network> nets;  // "method@budget" -> the network it left
     const auto keep = [&](lz::io::result_row row, const std::string& key, const lz::Network& net) {
-      std::printf("  -> %s: %lld ReLUs, test %.2f%%, %.3f s PI latency, %.0f s, %lld images forwarded\n", key.c_str(),
-                  static_cast<long long>(row.relu_count), row.accuracy, row.pi_latency_s, row.wall_time_s,
-                  static_cast<long long>(row.images_forwarded));
+      fmt::print("  -> {}: {} ReLUs, test {:.2f}%, {:.3f} s PI latency, {:.0f} s, {} images forwarded\n", key,
+                 lz::grouped(row.relu_count), row.accuracy, row.pi_latency_s, row.wall_time_s,
+                 lz::grouped(row.images_forwarded));
+      std::fflush(stdout);
       rows.push_back(std::move(row));
       nets[key] = net;
       lz::io::write_csv(s.out / "pareto.csv", rows);  // after every result: an interruption loses none
@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
                                     lz::select::top_k{}, finetune);
       for (size_t i = 0; i < counts.size(); ++i) {
         if (!wants(s, "snl") && i + 1 == counts.size()) break;  // only BCD's starting points
-        std::printf("\n== SNL to %s (%lld ReLUs)\n", s.budgets[i].c_str(), static_cast<long long>(counts[i]));
+        fmt::print("\n== SNL to {} ({} ReLUs)\n", s.budgets[i], lz::grouped(counts[i]));
         auto net = base.net->copy();
         const auto r = lz::run(snl, net, base.net, data, lz::budget(counts[i]), work("snl_" + s.budgets[i]));
         snl_results[counts[i]] = r;
@@ -244,9 +244,8 @@ int main(int argc, char** argv) {
       for (size_t i = 1; i < counts.size(); ++i) {
         const auto& start = snl_results.at(counts[i - 1]);
         const int64_t drc = std::max<int64_t>(1, (start.relu_count - counts[i] + s.bcd_iterations - 1) / s.bcd_iterations);
-        std::printf("\n== coordinate descent %s -> %s (%lld -> %lld ReLUs, DRC %lld)\n", s.budgets[i - 1].c_str(),
-                    s.budgets[i].c_str(), static_cast<long long>(start.relu_count), static_cast<long long>(counts[i]),
-                    static_cast<long long>(drc));
+        fmt::print("\n== coordinate descent {} -> {} ({} -> {} ReLUs, DRC {})\n", s.budgets[i - 1], s.budgets[i],
+                   lz::grouped(start.relu_count), lz::grouped(counts[i]), drc);
         const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = s.bcd_tries, .adt = s.bcd_adt,
                                                                    .scoring_size = s.bcd_scoring,
                                                                    .finetune_epochs = 1},
@@ -265,7 +264,7 @@ int main(int argc, char** argv) {
 
     // DeepReDuce: its steps are its points.
     if (wants(s, "deepreduce")) {
-      std::printf("\n== DeepReDuce\n");
+      fmt::print("\n== DeepReDuce\n");
       const auto o = work("deepreduce");
       const auto measured = lz::select::measure_criticality(base.net, base.net, data, o,
                                                     {.epochs = s.criticality_epochs}, finetune);
@@ -297,7 +296,7 @@ int main(int argc, char** argv) {
     if (wants(s, "random")) {
       const auto random = lz::pipeline(lz::select::random{}, finetune);
       for (size_t i = 0; i < counts.size(); ++i) {
-        std::printf("\n== random to %s\n", s.budgets[i].c_str());
+        fmt::print("\n== random to {}\n", s.budgets[i]);
         auto net = base.net->copy();
         const auto r = lz::run(random, net, base.net, data, lz::budget(counts[i]), work("random_" + s.budgets[i]));
         keep(row_of(r, "random", s.budgets[i]), "random@" + s.budgets[i], net);
@@ -321,17 +320,16 @@ int main(int argc, char** argv) {
     const auto back = lz::io::read_csv(s.out / "pareto.csv");
     lz::require(back.size() == rows.size(), "pareto: ", s.out / "pareto.csv", " holds ", back.size(), " rows; wrote ",
                 rows.size());
-    std::printf("\n%-12s %-8s %10s %10s %12s %10s %14s\n", "method", "budget", "ReLUs", "test top-1", "PI latency",
-                "wall", "images fwd");
+    fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>12} {:>10} {:>14}\n", "method", "budget", "ReLUs", "test top-1",
+               "PI latency", "wall", "images fwd");
     for (const auto& r : back) {
       lz::require(r.method == "baseline" || r.method == "deepreduce" || r.relu_count <= r.budget,
                   "pareto: ", r.method, " kept ", r.relu_count, " ReLUs over its budget of ", r.budget);
-      std::printf("%-12s %-8s %10lld %9.2f%% %11.3fs %9.0fs %14lld\n", r.method.c_str(),
-                  r.method == "deepreduce" ? "-" : lz::io::detail::number_text(r.budget).c_str(),
-                  static_cast<long long>(r.relu_count), r.accuracy, r.pi_latency_s, r.wall_time_s,
-                  static_cast<long long>(r.images_forwarded));
+      fmt::print("{:<12} {:<8} {:>10} {:>9.2f}% {:>11.3f}s {:>9.0f}s {:>14}\n", r.method,
+                 r.method == "deepreduce" ? "-" : fmt::format("{}", r.budget), lz::grouped(r.relu_count), r.accuracy,
+                 r.pi_latency_s, r.wall_time_s, lz::grouped(r.images_forwarded));
     }
-    std::printf("wrote %s/{pareto.csv, pareto.json, accuracy_vs_relus.svg, relus_per_layer.svg}\n", s.out.c_str());
+    fmt::print("wrote {}/{{pareto.csv, pareto.json, accuracy_vs_relus.svg, relus_per_layer.svg}}\n", s.out.string());
     return 0;
   });
 }

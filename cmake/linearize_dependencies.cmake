@@ -9,11 +9,13 @@ find_dependency(Boost 1.71)        # header-only use: Boost.Hana
 find_dependency(ZLIB)              # Fashion-MNIST's .gz files
 find_dependency(JPEG)              # TinyImageNet's JPEG tree
 find_dependency(Threads)
+find_dependency(nlohmann_json 3.10)  # records, checkpoint state and result rows as JSON
+find_dependency(fmt 9)               # numbers and durations in reports and progress lines
 # at::parallel_for is inline code: in a translation unit built without OpenMP its
 # `#pragma omp parallel` is ignored and the fused kernels run on one thread.
 find_dependency(OpenMP)
 
 function(linearize_link_dependencies target)
   target_link_libraries(${target} INTERFACE torch Boost::headers ZLIB::ZLIB JPEG::JPEG Threads::Threads
-                        OpenMP::OpenMP_CXX)
+                        OpenMP::OpenMP_CXX nlohmann_json::nlohmann_json fmt::fmt)
 endfunction()

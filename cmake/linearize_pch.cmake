@@ -3,7 +3,8 @@
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/linearize_pch.cpp "// anchor for the shared precompiled header\n")
 add_library(linearize_pch STATIC ${CMAKE_CURRENT_BINARY_DIR}/linearize_pch.cpp)
 target_link_libraries(linearize_pch PUBLIC linearize::linearize)
-target_precompile_headers(linearize_pch PRIVATE <torch/torch.h> <boost/hana.hpp>)
+target_precompile_headers(linearize_pch PRIVATE <torch/torch.h> <boost/hana.hpp> <nlohmann/json.hpp>
+                          <fmt/format.h>)
 linearize_warnings(linearize_pch)
 
 # Gives `target` the shared precompiled header. Flags must match the anchor's, so every user

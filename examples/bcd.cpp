@@ -10,12 +10,11 @@
 
 #include <linearize/linearize.hpp>
 
-#include <iostream>
+#include <fmt/format.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <map>
+#include <iostream>
 #include <optional>
 #include <string>
 
@@ -24,91 +23,94 @@ using namespace linearize;
 
 namespace {
 
-constexpr const char* usage = R"(usage: bcd --budget B [options]
-  --budget B            ReLUs to reach: a count, a percentage or a fraction         (required)
-  --snl-budget B        run SNL (budget_tracking) to B first, then coordinate descent
-  --mask FILE           start from this mask (MaskSet::save) instead of the full network
-  --drc N               ReLUs dropped per iteration                                      [100]
-  --tries K             candidate blocks per iteration                                   [100]
-  --adt A               accuracy-drop threshold, points                                  [0.3]
-  --scoring-size N      held-out images scoring each candidate (0: all)                    [0]
-  --proposals P         first_order or uniform (the paper's draws)               [first_order]
-  --no-early-rejection  score every candidate on the whole scoring set
-  --finetune-every-iteration  KD after every iteration, not only after fallbacks
-  --epochs E            KD epochs of each finetune in the search                          [5]
-  --final-epochs E      KD epochs after the search                                 [--epochs]
-  --search-epochs N     SNL's planned mask-search epochs (with --snl-budget)               [6]
-  --train-subset N      training images used (0: all)                                      [0]
-  --data NAME / --data-dir DIR / --model NAME / --width W   the baseline (see pretrain)
-  --work-dir DIR        checkpoints; rerunning resumes                              [runs/bcd]
-  --out-mask FILE       the final mask                                    [runs/bcd/bcd.mask]
-  --seed N                                                                                 [0]
-  --help
-)";
-
-
 void print_stage(const stage_report& s) {
-  std::printf("  %-45s ReLUs %lld -> %lld (budget %lld)  test %.2f%% -> %.2f%% after finetune  "
-              "%lld images  %.0f s\n",
-              s.name.c_str(), static_cast<long long>(s.relu_count_before),
-              static_cast<long long>(s.relu_count), static_cast<long long>(s.budget),
-              100 * s.test_accuracy_selected, 100 * s.test_accuracy_finetuned,
-              static_cast<long long>(s.images_forwarded), s.seconds);
+  fmt::print("  {:<45} ReLUs {} -> {} (budget {})  test {:.2f}% -> {:.2f}% after finetune  {} images  {:.0f} s\n",
+             s.name, grouped(s.relu_count_before), grouped(s.relu_count), grouped(s.budget),
+             100 * s.test_accuracy_selected, 100 * s.test_accuracy_finetuned, grouped(s.images_forwarded),
+             s.seconds);
   if (const auto* found = s.details_as<select::coordinate_report>()) {
     const auto& r = *found;
-    std::printf("    coordinate descent: %lld of %lld iterations, %lld tries (%lld rejected early), "
-                "%lld passed, %lld fell back, %lld finetunes\n"
-                "    images: scoring %lld, gradient %lld, finetune %lld; %.0f s (scoring %.0f, "
-                "gradient %.0f, finetune %.0f)\n",
-                static_cast<long long>(r.iterations), static_cast<long long>(r.planned_iterations),
-                static_cast<long long>(r.tries), static_cast<long long>(r.early_rejections),
-                static_cast<long long>(r.accepted), static_cast<long long>(r.fallbacks),
-                static_cast<long long>(r.finetunes), static_cast<long long>(r.scoring_images),
-                static_cast<long long>(r.gradient_images), static_cast<long long>(r.finetune_images),
-                r.seconds, r.scoring_seconds, r.gradient_seconds, r.finetune_seconds);
+    fmt::print("    coordinate descent: {} of {} iterations, {} tries ({} rejected early), {} passed, "
+               "{} fell back, {} finetunes\n"
+               "    images: scoring {}, gradient {}, finetune {}; {:.0f} s (scoring {:.0f}, gradient {:.0f}, "
+               "finetune {:.0f})\n",
+               r.iterations, r.planned_iterations, r.tries, r.early_rejections, r.accepted, r.fallbacks,
+               r.finetunes, grouped(r.scoring_images), grouped(r.gradient_images), grouped(r.finetune_images),
+               r.seconds, r.scoring_seconds, r.gradient_seconds, r.finetune_seconds);
   }
 }
 
-int run_example(cli::arguments& args) {
-  const auto budget_text = args.text("budget", "");
-  const auto snl_budget_text = args.text("snl-budget", "");
-  const fs::path mask_file = args.text("mask", "");
-  const auto drc = args.number<int64_t>("drc", 100, cli::positive, "a positive count");
-  const auto epochs = args.number<int64_t>("epochs", 5, cli::non_negative, "a count >= 0");
-  const auto final_epochs = args.number<int64_t>("final-epochs", epochs, cli::non_negative, "a count >= 0");
-  const auto search_epochs = args.number<int64_t>("search-epochs", 6, cli::positive, "a positive count");
-  const auto subset = args.number<int64_t>("train-subset", 0, cli::non_negative, "a count >= 0");
-  select::coordinate_block policy{
-      .tries = args.number<int64_t>("tries", 100, cli::positive, "a positive count"),
-      .adt = args.number<double>("adt", 0.3, cli::non_negative, "accuracy points >= 0"),
-      .scoring_size = args.number<int64_t>("scoring-size", 0, cli::non_negative, "a count >= 0"),
-      .proposals = select::parse_proposal(args.text("proposals", "first_order")),
-      .finetune_epochs = epochs,
-      .finetune_every_iteration = args.flag("finetune-every-iteration")};
-  policy.rejection.enabled = !args.flag("no-early-rejection");
+struct settings {
+  std::string budget_text, snl_budget_text;
+  fs::path mask_file;
+  int64_t drc = 100, epochs = 5, search_epochs = 6, subset = 0;
+  std::optional<int64_t> final_epochs;
+  select::coordinate_block policy{};  // its defaults are the command line's
+  std::string proposals{select::to_string(policy.proposals)};
+  bool no_early_rejection = false;
   train::baseline_spec spec;
-  spec.data = args.text("data", spec.data);
-  spec.data_dir = args.text("data-dir", "");
-  spec.model = args.text("model", spec.model);
-  if (auto w = args.number<double>("width", 0, cli::non_negative, "a positive width"); w > 0) spec.width = w;
   run_options options;
-  options.work_dir = args.text("work-dir", "runs/bcd");
-  options.seed = args.number<uint64_t>("seed", 0, cli::non_negative, "a seed");
-  const fs::path out_mask = args.text("out-mask", (options.work_dir / "bcd.mask").string());
-  args.finish();
-  if (budget_text.empty()) throw cli::usage_error{"--budget is required"};
-  if (!snl_budget_text.empty() && !mask_file.empty()) throw cli::usage_error{"give --mask or --snl-budget, not both"};
-  const auto target = parse_budget(budget_text);
+  std::optional<fs::path> out_mask;
+};
+
+void add_options(CLI::App& app, settings& s) {
+  s.options.work_dir = "runs/bcd";
+  app.add_option("--budget", s.budget_text, "ReLUs to reach: a count, a percentage or a fraction")
+      ->required()
+      ->check(cli::budget());
+  auto* snl = app.add_option("--snl-budget", s.snl_budget_text,
+                             "run SNL (budget_tracking) to this budget first, then coordinate descent")
+                  ->check(cli::budget());
+  app.add_option("--mask", s.mask_file, "start from this mask (MaskSet::save) instead of the full network")
+      ->excludes(snl);
+  app.add_option("--drc", s.drc, "ReLUs dropped per iteration")->check(cli::at_least<int64_t>(1));
+  app.add_option("--tries", s.policy.tries, "candidate blocks per iteration")->check(cli::at_least<int64_t>(1));
+  app.add_option("--adt", s.policy.adt, "accuracy-drop threshold, points")->check(cli::at_least(0.0));
+  app.add_option("--scoring-size", s.policy.scoring_size, "held-out images scoring each candidate (0: all)")
+      ->check(cli::at_least<int64_t>(0));
+  app.add_option("--proposals", s.proposals, "first_order or uniform (the paper's draws)")
+      ->check(cli::one_of({"first_order", "uniform"}));
+  app.add_flag("--no-early-rejection", s.no_early_rejection, "score every candidate on the whole scoring set");
+  app.add_flag("--finetune-every-iteration", s.policy.finetune_every_iteration,
+               "KD after every iteration, not only after fallbacks");
+  app.add_option("--epochs", s.epochs, "KD epochs of each finetune in the search")->check(cli::at_least<int64_t>(0));
+  app.add_option("--final-epochs", s.final_epochs, "KD epochs after the search (default: --epochs)")
+      ->check(cli::at_least<int64_t>(0));
+  app.add_option("--search-epochs", s.search_epochs, "SNL's planned mask-search epochs (with --snl-budget)")
+      ->check(cli::at_least<int64_t>(1));
+  app.add_option("--train-subset", s.subset, "training images used (0: all)")->check(cli::at_least<int64_t>(0));
+  cli::add_baseline_spec(app, s.spec);
+  app.add_option("--work-dir", s.options.work_dir, "checkpoints; rerunning resumes");
+  app.add_option("--out-mask", s.out_mask, "the final mask (default: <work-dir>/bcd.mask)");
+  cli::add_seed(app, s.options.seed, "seeds the search and finetuning");
+}
+
+int run_example(settings& s) {
+  auto& policy = s.policy;
+  auto& options = s.options;
+  const auto& spec = s.spec;
+  policy.proposals = select::parse_proposal(s.proposals);
+  policy.finetune_epochs = s.epochs;
+  policy.rejection.enabled = !s.no_early_rejection;
+  const int64_t final_epochs = s.final_epochs.value_or(s.epochs);
+  const fs::path out_mask = s.out_mask.value_or(options.work_dir / "bcd.mask");
+  const auto& mask_file = s.mask_file;
+  const auto& snl_budget_text = s.snl_budget_text;
+  const auto drc = s.drc;
+  const auto search_epochs = s.search_epochs;
+  const auto subset = s.subset;
+  const auto target = parse_budget(s.budget_text);
 
   const auto rt = runtime::configure();
-  std::printf("linearize bcd: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
+  fmt::print("linearize bcd: {} threads, {}\n", rt.threads, rt.allocator_name());
   const auto base = train::load_or_train_baseline(spec);
   auto data = baseline_run_data(base.record, spec.data_dir);
   if (subset > 0) data.train = data.train.take(subset);
   options.augment = base.record.recipe.augment;
-  std::printf("baseline %s: test top-1 %.2f%%; %lld train, %lld held-out (scoring), %lld test images\n",
-              base.record.model.c_str(), 100 * base.record.test_top1, static_cast<long long>(data.train.size()),
-              static_cast<long long>(data.held_out.size()), static_cast<long long>(data.test.size()));
+  fmt::print("baseline {}: test top-1 {:.2f}%; {} train, {} held-out (scoring), {} test images\n",
+             base.record.model, 100 * base.record.test_top1, grouped(data.train.size()),
+             grouped(data.held_out.size()), grouped(data.test.size()));
+  std::fflush(stdout);
 
   auto net = base.net->copy();
   if (!mask_file.empty()) MaskSet(*net).load(mask_file);
@@ -125,18 +127,23 @@ int run_example(cli::arguments& args) {
     result = run(bcd, net, base.net, data, target, options);
   }
 
-  std::printf("\n%s: %lld of %lld ReLUs; test accuracy %.2f%% (baseline %.2f%%), %.0f s, %lld images\n",
-              result.method.c_str(), static_cast<long long>(result.relu_count),
-              static_cast<long long>(result.total_relus), 100 * result.test_accuracy_after_finetune,
-              100 * result.baseline_test_accuracy, result.seconds,
-              static_cast<long long>(result.images_forwarded));
+  fmt::print("\n{}: {} of {} ReLUs; test accuracy {:.2f}% (baseline {:.2f}%), {:.0f} s, {} images\n",
+             result.method, grouped(result.relu_count), grouped(result.total_relus),
+             100 * result.test_accuracy_after_finetune, 100 * result.baseline_test_accuracy, result.seconds,
+             grouped(result.images_forwarded));
   for (const auto& s : result.stages) print_stage(s);
   report(std::cout, result, MaskSet(*net), pi::delphi());
   MaskSet(*net).save(out_mask);
-  std::printf("mask written to %s\n", out_mask.string().c_str());
+  fmt::print("mask written to {}\n", out_mask.string());
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return cli::main(argc, argv, usage, run_example); }
+int main(int argc, char** argv) {
+  cli::app app{"Coordinate descent on the cached baseline: from the full network, from a saved mask, "
+               "or after SNL (--snl-budget). Rerunning the same command resumes.", "bcd"};
+  settings s;
+  add_options(app, s);
+  return cli::run(app, argc, argv, [&] { return run_example(s); });
+}

@@ -1,108 +1,152 @@
 #pragma once
-// A small command-line reader shared by the example programs (not part of the library):
-// `--name value`, `--name=value` and bare flags; every option a program reads is consumed, and
-// anything left over is reported as unknown. Bad input exits with status 2 and the usage text;
-// an error during the run (linearize::error or another exception) exits with status 1 and its
-// message.
+// The command line of the example and benchmark programs (not part of the library), on CLI11.
+// The usage text is generated from the options and each default is stated once, in the
+// option's definition (--help shows it). Every program ends the same way:
+//   --help                usage on stdout, exit status 0, nothing else done (no file written)
+//   a bad command line    what is wrong on stderr, exit status 2
+//   an error in the run   (linearize::error, LibTorch's) its message on stderr, exit status 1
+#include <linearize/data/registry.hpp>
+#include <linearize/models/registry.hpp>
+#include <linearize/policy/budget.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/runtime.hpp>
+#include <linearize/train/baseline.hpp>
 
-#include <charconv>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
-#include <map>
-#include <optional>
 #include <string>
-#include <string_view>
-#include <type_traits>
+#include <vector>
 
 namespace cli {
 
-struct usage_error {
-  std::string message;
+/// A program's command line: CLI::App with every option's default shown by --help.
+struct app : CLI::App {
+  app(std::string description, std::string name) : CLI::App(std::move(description), std::move(name)) {
+    option_defaults()->always_capture_default();
+  }
 };
 
-class arguments {
- public:
-  arguments(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-      std::string arg = argv[i];
-      if (arg.rfind("--", 0) != 0 || arg.size() == 2)
-        throw usage_error{"unexpected argument '" + arg + "' (options start with --)"};
-      if (const auto eq = arg.find('='); eq != std::string::npos) {
-        given_[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
-      } else if (i + 1 < argc && std::string_view(argv[i + 1]).rfind("--", 0) != 0) {
-        given_[arg.substr(2)] = argv[++i];
-      } else {
-        given_[arg.substr(2)] = std::nullopt;
-      }
-    }
+/// A number >= `min`: "--epochs: expected a number >= 1, got 0".
+template <class T>
+CLI::Validator at_least(T min) {
+  return CLI::Validator(
+      [min](std::string& text) {
+        T value{};
+        if (!CLI::detail::lexical_cast(text, value)) return fmt::format("expected a number, got '{}'", text);
+        return value >= min ? std::string() : fmt::format("expected a number >= {}, got {}", min, text);
+      },
+      fmt::format(">={}", min));
+}
+
+/// A number > `low`: "--max-change: expected a number > 1, got 1".
+inline CLI::Validator above(double low) {
+  return CLI::Validator(
+      [low](std::string& text) {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return fmt::format("expected a number, got '{}'", text);
+        return value > low ? std::string() : fmt::format("expected a number > {}, got {}", low, text);
+      },
+      fmt::format(">{}", low));
+}
+
+/// A fraction strictly between 0 and 1.
+inline CLI::Validator open_fraction() {
+  return CLI::Validator(
+      [](std::string& text) {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !(value > 0 && value < 1))
+          return fmt::format("expected a fraction in (0, 1), got '{}'", text);
+        return std::string();
+      },
+      "(0,1)");
+}
+
+/// A ReLU budget as linearize::parse_budget reads it: 2880, 3% or 0.03.
+inline CLI::Validator budget() {
+  return CLI::Validator(
+      [](std::string& text) {
+        try {
+          (void)linearize::parse_budget(text);
+          return std::string();
+        } catch (const linearize::error& e) {
+          return std::string(e.what());
+        }
+      },
+      "BUDGET");
+}
+
+/// One of `names` (e.g. a registry's); the message lists them.
+inline CLI::Validator one_of(std::vector<std::string> names) { return CLI::IsMember(std::move(names)); }
+
+/// `--threads N`: intra-op threads, at least 1; absent: all cores (see configure()).
+inline CLI::Option* add_threads(CLI::App& app, int& threads) {
+  return app.add_option("--threads", threads, "intra-op threads; all cores when not given")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            int value = 0;
+            if (CLI::detail::lexical_cast(text, value) && value >= 1) return std::string();
+            return fmt::format("threads must be >= 1, got '{}' (leave --threads out for all cores)", text);
+          },
+          "N>=1"))
+      ->default_str("");
+}
+
+/// `--seed N`: a whole number >= 0 (CLI11 would wrap -1 round to 2^64 - 1).
+inline CLI::Option* add_seed(CLI::App& app, uint64_t& seed, const std::string& description) {
+  return app.add_option("--seed", seed, description)
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
+                       ? std::string()
+                       : fmt::format("expected a seed, a whole number >= 0; got '{}'", text);
+          },
+          "SEED"));
+}
+
+/// runtime::configure() with `threads` intra-op threads (0: all cores, or LINEARIZE_THREADS).
+inline linearize::runtime::settings configure(int threads) {
+  if (threads > 0) ::setenv("LINEARIZE_THREADS", std::to_string(threads).c_str(), 1);
+  return linearize::runtime::configure();
+}
+
+/// The baseline every method starts from (train::baseline_spec): --data, --data-dir, --model,
+/// --width; datasets and models are the registries' (data/registry.hpp, models/registry.hpp).
+inline void add_baseline_spec(CLI::App& app, linearize::train::baseline_spec& spec) {
+  std::vector<std::string> datasets(linearize::data::known_datasets.begin(),
+                                    linearize::data::known_datasets.end());
+  app.add_option("--data", spec.data, "dataset")->check(one_of(datasets));
+  app.add_option("--data-dir", spec.data_dir,
+                 "where the dataset's files are (fashion-mnist: Debian's path when not given)")
+      ->default_str("");
+  app.add_option("--model", spec.model, "network")->check(one_of(linearize::models::model_names()));
+  std::string knobs;
+  for (const auto& name : linearize::models::model_names()) {
+    const auto& m = linearize::models::model_info_of(name);
+    knobs += fmt::format("{}{}: {}, default {}", knobs.empty() ? "" : "; ", name, m.width_knob,
+                         m.baseline_width.value_or(m.default_width));
   }
+  app.add_option("--width", spec.width, "the model's width knob (" + knobs + ")")->check(above(0));
+}
 
-  [[nodiscard]] bool flag(const std::string& name) {
-    const auto it = given_.find(name);
-    if (it == given_.end()) return false;
-    if (it->second) throw usage_error{"--" + name + " takes no value, got '" + *it->second + "'"};
-    given_.erase(it);
-    return true;
-  }
-
-  [[nodiscard]] std::string text(const std::string& name, std::string fallback) {
-    const auto it = given_.find(name);
-    if (it == given_.end()) return fallback;
-    if (!it->second) throw usage_error{"--" + name + " expects a value"};
-    auto v = *it->second;
-    given_.erase(it);
-    return v;
-  }
-
-  [[nodiscard]] std::optional<std::string> optional_text(const std::string& name) {
-    if (!given_.count(name)) return std::nullopt;
-    return text(name, "");
-  }
-
-  /// A number; `valid` says what is accepted (e.g. "a positive count") when `ok` rejects it.
-  template <class T, class Ok>
-  [[nodiscard]] T number(const std::string& name, T fallback, Ok ok, const char* valid) {
-    const auto raw = optional_text(name);
-    if (!raw) return fallback;
-    T value{};
-    const char* end = raw->data() + raw->size();
-    const auto [ptr, ec] = std::from_chars(raw->data(), end, value);
-    if (ec != std::errc() || ptr != end || !ok(value))
-      throw usage_error{"--" + name + " expects " + valid + ", got '" + *raw + "'"};
-    return value;
-  }
-
-  /// Call after reading every option: anything not read is unknown.
-  void finish() const {
-    if (!given_.empty()) throw usage_error{"unknown option --" + given_.begin()->first};
-  }
-
- private:
-  std::map<std::string, std::optional<std::string>> given_;
-};
-
-/// Runs `body(arguments&)`, turning usage errors into status 2 (with the usage text) and
-/// linearize errors into status 1; `--help` prints the usage.
+/// Parses the command line, then runs `body()` (returning the exit status).
 template <class Body>
-int main(int argc, char** argv, const char* usage, Body&& body) {
+int run(CLI::App& app, int argc, char** argv, Body&& body) {
   try {
-    arguments args(argc, argv);
-    if (args.flag("help")) {
-      std::fputs(usage, stdout);
-      return 0;
-    }
-    return body(args);
-  } catch (const usage_error& e) {
-    std::fprintf(stderr, "error: %s\n\n%s", e.message.c_str(), usage);
-    return 2;
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; anything else is a bad command line
+  }
+  try {
+    return body();
   } catch (const std::exception& e) {  // linearize::error, and LibTorch's own
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
 }
-
-inline constexpr auto positive = [](auto v) { return v > 0; };
-inline constexpr auto non_negative = [](auto v) { return v >= 0; };
 
 }  // namespace cli

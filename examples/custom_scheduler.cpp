@@ -47,32 +47,27 @@ struct linear_budget {
 };
 static_assert(linearize::stepwise_penalty_scheduler<linear_budget>);
 
-constexpr const char* usage = R"(usage: custom_scheduler [options]
-  --budget B            ReLUs to keep (count, 3%, 0.03)                                  [5%]
-  --epochs N            search epochs of the linear path                                  [6]
-  --finetune-epochs N   KD finetuning epochs                                              [3]
-  --data-dir DIR        Fashion-MNIST directory (Debian's by default)
-  --help
-)";
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  return cli::main(argc, argv, usage, [](cli::arguments& args) {
-    const auto budget = linearize::parse_budget(args.text("budget", "5%"));
-    const auto epochs = args.number<int64_t>("epochs", 6, cli::positive, "a positive count");
-    const auto finetune_epochs = args.number<int64_t>("finetune-epochs", 3, cli::non_negative, "a count >= 0");
-    linearize::train::baseline_spec spec;
-    spec.data_dir = args.text("data-dir", "");
-    args.finish();
+  cli::app app{"A user-written budget scheduler (a linear path to the budget) composed with the library's "
+               "stock relaxation, selection and finetuning.", "custom_scheduler"};
+  std::string budget_text = "5%";
+  linear_budget scheduler{};  // its defaults are the command line's
+  linearize::finetune::distill finetune{.epochs = 3};
+  linearize::train::baseline_spec spec;
+  app.add_option("--budget", budget_text, "ReLUs to keep (count, 3%, 0.03)")->check(cli::budget());
+  app.add_option("--epochs", scheduler.epochs, "search epochs of the linear path")->check(cli::at_least<int64_t>(1));
+  app.add_option("--finetune-epochs", finetune.epochs, "KD finetuning epochs")->check(cli::at_least<int64_t>(0));
+  app.add_option("--data-dir", spec.data_dir, "Fashion-MNIST directory (Debian's when not given)")->default_str("");
+  return cli::run(app, argc, argv, [&] {
+    const auto budget = linearize::parse_budget(budget_text);
     linearize::runtime::configure();
 
     auto base = linearize::train::load_or_train_baseline(spec);
     const auto data = linearize::baseline_run_data(base.record, spec.data_dir);
     // The user's scheduler next to the library's relaxation, selection and finetuning:
-    const auto method = linearize::pipeline(linearize::relax::l1_mix{}, linear_budget{.epochs = epochs},
-                                            linearize::select::top_k{},
-                                            linearize::finetune::distill{.epochs = finetune_epochs});
+    const auto method = linearize::pipeline(linearize::relax::l1_mix{}, scheduler, linearize::select::top_k{}, finetune);
     linearize::run_options options;
     options.work_dir = "runs/custom_scheduler";
     auto net = base.net->copy();

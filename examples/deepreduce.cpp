@@ -20,50 +20,21 @@
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/criticality.hpp>
 
-#include <charconv>
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <iostream>
-#include <optional>
+#include <map>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace linearize;
-
-constexpr const char* usage = R"(usage: deepreduce [options]
-
-DeepReDuce (criticality, culling, thinning, KD after each step; optionally reshaping) on
-Fashion-MNIST with ResNet18-IN at width 16.
-
-  --data-dir DIR            Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)
-                            The baseline is examples/pretrain's cached one (trained when missing).
-  --train-subset N          train on the first N training images only (default: all)
-  --budget N                ReLU budget (default: the fewest culling and thinning reach)
-  --criticality MODE        evaluate | finetune (default) | train
-  --criticality-epochs N    epochs per stage in finetune/train modes (default 1)
-  --step-epochs N           KD epochs after every step (default 1)
-  --final-epochs N          KD epochs of the final finetune (default 2)
-  --thin even|odd           thinning keeps relu1 (even, default) or relu2 (odd) of each block
-  --keep-stages N           most critical stages never culled (default 2)
-  --reshape-width W         reshape to this layer1 width (e.g. 8)
-  --reshape-size S          reshape to this input size (e.g. 14; trained without KD)
-  --reshape-epochs N        epochs to train the reshaped network from fresh weights (default 3)
-  --reshape-budget N        budget of the reshaped plan (default: half the fewest ReLUs culling
-                            and thinning reach; the planner picks the configuration with the
-                            most ReLUs within it, on the reshaped network)
-  --snl-epochs N            also run SNL (l1_mix + budget_tracking, top_k) at each step's count
-                            with N search epochs and --final-epochs finetune (default 0: skip)
-  --out DIR                 output directory (default runs/deepreduce)
-  --seed N                  seed of split, batches, augmentation, weights (default 0)
-  --help                    this text
-)";
 
 struct settings {
   fs::path data_dir{};
@@ -75,7 +46,7 @@ struct settings {
   int64_t final_epochs = 2;
   select::thinning thin = select::thinning::keep_even;
   size_t keep_stages = 2;
-  std::optional<int64_t> reshape_width{}, reshape_size{};
+  int64_t reshape_width = 0, reshape_size = 0;  ///< 0: keep the baseline's
   int64_t reshape_epochs = 3;
   int64_t reshape_budget = 0;
   int64_t snl_epochs = 0;
@@ -83,35 +54,47 @@ struct settings {
   uint64_t seed = 0;
 };
 
-settings parse(cli::arguments& args) {
-  settings s;
-  const auto count = [&](const char* name, int64_t fallback) {
-    return args.number<int64_t>(name, fallback, cli::non_negative, "a whole number >= 0");
-  };
-  s.data_dir = args.text("data-dir", "");
-  s.train_subset = count("train-subset", s.train_subset);
-  s.budget = count("budget", s.budget);
-  const auto mode = args.text("criticality", "finetune");
-  if (mode == "evaluate") s.mode = select::criticality_mode::evaluate;
-  else if (mode == "finetune") s.mode = select::criticality_mode::finetune;
-  else if (mode == "train") s.mode = select::criticality_mode::train;
-  else throw cli::usage_error{"--criticality expects evaluate, finetune or train, got '" + mode + "'"};
-  s.criticality_epochs = count("criticality-epochs", s.criticality_epochs);
-  s.step_epochs = count("step-epochs", s.step_epochs);
-  s.final_epochs = count("final-epochs", s.final_epochs);
-  const auto thin = args.text("thin", "even");
-  if (thin != "even" && thin != "odd") throw cli::usage_error{"--thin expects even or odd, got '" + thin + "'"};
-  s.thin = thin == "even" ? select::thinning::keep_even : select::thinning::keep_odd;
-  s.keep_stages = static_cast<size_t>(count("keep-stages", static_cast<int64_t>(s.keep_stages)));
-  if (const auto w = count("reshape-width", 0); w > 0) s.reshape_width = w;
-  if (const auto z = count("reshape-size", 0); z > 0) s.reshape_size = z;
-  s.reshape_epochs = count("reshape-epochs", s.reshape_epochs);
-  s.reshape_budget = count("reshape-budget", s.reshape_budget);
-  s.snl_epochs = count("snl-epochs", s.snl_epochs);
-  s.out = args.text("out", s.out.string());
-  s.seed = args.number<uint64_t>("seed", s.seed, cli::non_negative, "a seed");
-  args.finish();
-  return s;
+void add_options(CLI::App& app, settings& s) {
+  const auto count = [](int64_t min) { return cli::at_least<int64_t>(min); };
+  app.add_option("--data-dir", s.data_dir,
+                 "Fashion-MNIST files (Debian's when not given); the baseline is examples/pretrain's "
+                 "cached one (trained when missing)")
+      ->default_str("");
+  app.add_option("--train-subset", s.train_subset, "train on the first N training images only (0: all)")
+      ->check(count(0));
+  app.add_option("--budget", s.budget, "ReLU budget (0: the fewest culling and thinning reach)")->check(count(0));
+  app.add_option("--criticality", s.mode, "how stage criticality is measured: evaluate, finetune or train")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, select::criticality_mode>{
+          {"evaluate", select::criticality_mode::evaluate},
+          {"finetune", select::criticality_mode::finetune},
+          {"train", select::criticality_mode::train}}))
+      ->default_str(select::to_string(s.mode));
+  app.add_option("--criticality-epochs", s.criticality_epochs, "epochs per stage in finetune/train modes")
+      ->check(count(0));
+  app.add_option("--step-epochs", s.step_epochs, "KD epochs after every step")->check(count(0));
+  app.add_option("--final-epochs", s.final_epochs, "KD epochs of the final finetune")->check(count(0));
+  app.add_option("--thin", s.thin, "thinning keeps relu1 (even) or relu2 (odd) of each block")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, select::thinning>{
+          {"even", select::thinning::keep_even}, {"odd", select::thinning::keep_odd}}))
+      ->default_str("even");
+  app.add_option("--keep-stages", s.keep_stages, "most critical stages never culled")->check(count(0));
+  app.add_option("--reshape-width", s.reshape_width, "reshape to this layer1 width (e.g. 8; 0: no reshape)")
+      ->check(count(0));
+  app.add_option("--reshape-size", s.reshape_size,
+                 "reshape to this input size (e.g. 14; trained without KD; 0: no reshape)")
+      ->check(count(0));
+  app.add_option("--reshape-epochs", s.reshape_epochs, "epochs to train the reshaped network from fresh weights")
+      ->check(count(0));
+  app.add_option("--reshape-budget", s.reshape_budget,
+                 "budget of the reshaped plan (0: half the fewest ReLUs culling and thinning reach; the "
+                 "planner picks the configuration with the most ReLUs within it, on the reshaped network)")
+      ->check(count(0));
+  app.add_option("--snl-epochs", s.snl_epochs,
+                 "also run SNL (l1_mix + budget_tracking, top_k) at each step's count with this many search "
+                 "epochs and --final-epochs finetune (0: skip)")
+      ->check(count(0));
+  app.add_option("--out", s.out, "output directory");
+  cli::add_seed(app, s.seed, "seed of split, batches, augmentation, weights");
 }
 
 /// The baseline's architecture (pretrain's default: ResNet18-IN at width 16 on 1x28x28).
@@ -144,11 +127,7 @@ train::options training(const settings& s, int64_t epochs, uint64_t seed) {
   return o;
 }
 
-std::string percent(double top1) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f%%", 100 * top1);
-  return std::isnan(top1) ? std::string("-") : std::string(buf);
-}
+std::string percent(double top1) { return std::isnan(top1) ? "-" : fmt::format("{:.2f}%", 100 * top1); }
 
 /// Writes the rows with each one's DELPHI latency estimate next to its ReLU count.
 void save_rows(const fs::path& file, std::vector<io::result_row>& rows) {
@@ -157,11 +136,10 @@ void save_rows(const fs::path& file, std::vector<io::result_row>& rows) {
   io::write_csv(file, rows);
 }
 
-int run_example(cli::arguments& args) {
-  const settings s = parse(args);
+int run_example(const settings& s) {
   const auto rt = runtime::configure();
   fs::create_directories(s.out);
-  std::printf("linearize deepreduce: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
+  fmt::print("linearize deepreduce: {} threads, {}\n", rt.threads, rt.allocator_name());
 
   // ---- the cached baseline (examples/pretrain) and its split: train / held-out / test ----------
   train::baseline_spec bspec;
@@ -169,14 +147,14 @@ int run_example(cli::arguments& args) {
   const auto base = train::load_or_train_baseline(bspec);
   auto data = baseline_run_data(base.record, s.data_dir);
   if (s.train_subset > 0) data.train = data.train.take(s.train_subset);
-  std::printf("data: %lld train, %lld held out, %lld test\n", static_cast<long long>(data.train.size()),
-              static_cast<long long>(data.held_out.size()), static_cast<long long>(data.test.size()));
+  fmt::print("data: {} train, {} held out, {} test\n", grouped(data.train.size()), grouped(data.held_out.size()),
+             grouped(data.test.size()));
   const Network net = base.net->copy();
   const MaskSet masks(*net);
   const Network teacher = base.net;
   const double baseline_test = train::evaluate(*net, data.test, 512).top1;
-  std::printf("baseline %s: %lld ReLUs, test %s\n", net->describe().c_str(),
-              static_cast<long long>(masks.relu_count()), percent(baseline_test).c_str());
+  fmt::print("baseline {}: {} ReLUs, test {}\n", net->describe(), grouped(masks.relu_count()), percent(baseline_test));
+  std::fflush(stdout);
   std::vector<io::result_row> rows;
   rows.push_back({.method = "baseline", .relu_count = masks.relu_count(), .accuracy = 100 * baseline_test});
 
@@ -196,11 +174,10 @@ int run_example(cli::arguments& args) {
   const auto& ranking = measured.ranking;
   const int64_t criticality_images = measured.images_forwarded;
   std::cout << select::describe_criticality(criticality);
-  std::printf("criticality (%s%s): %lld images forwarded\n", select::to_string(s.mode).c_str(),
-              s.mode == select::criticality_mode::evaluate
-                  ? ""
-                  : (", " + std::to_string(s.criticality_epochs) + " epochs per stage").c_str(),
-              static_cast<long long>(criticality_images));
+  fmt::print("criticality ({}{}): {} images forwarded\n", select::to_string(s.mode),
+             s.mode == select::criticality_mode::evaluate ? "" : fmt::format(", {} epochs per stage", s.criticality_epochs),
+             grouped(criticality_images));
+  std::fflush(stdout);
 
   // ---- 2. the plan ----------------------------------------------------------------------------
   const select::plan_settings plan_settings{.thin = s.thin, .keep_stages = s.keep_stages};
@@ -213,22 +190,24 @@ int run_example(cli::arguments& args) {
   // ---- 3. the pipeline ------------------------------------------------------------------------
   const auto result = run(method, net, teacher, data, budget(budget_count), options);
   const auto& stage = select::deepreduce_report::of(result.stages.at(0));
-  std::printf("\n%-34s %10s %12s %12s\n", "step", "ReLUs", "test before", "test after");
-  std::printf("%-34s %10lld %12s %12s\n", "baseline", static_cast<long long>(result.total_relus), "",
-              percent(result.baseline_test_accuracy).c_str());
+  const auto table_row = [](const std::string& step, int64_t relus, const std::string& before, const std::string& after) {
+    fmt::print("{:<34} {:>10} {:>12} {:>12}\n", step, grouped(relus), before, after);
+  };
+  fmt::print("\n{:<34} {:>10} {:>12} {:>12}\n", "step", "ReLUs", "test before", "test after");
+  table_row("baseline", result.total_relus, "", percent(result.baseline_test_accuracy));
   for (const auto& step : stage.steps) {
-    std::printf("%-34s %10lld %12s %12s\n", step.name.c_str(), static_cast<long long>(step.relu_count),
-                percent(step.test_accuracy_selected).c_str(), percent(step.test_accuracy_finetuned).c_str());
+    table_row(step.name, step.relu_count, percent(step.test_accuracy_selected), percent(step.test_accuracy_finetuned));
     io::result_row row{.method = "deepreduce", .budget = static_cast<double>(budget_count),
                        .relu_count = step.relu_count, .accuracy = 100 * step.test_accuracy_finetuned};
     row.set("step", step.name).set("before_kd", 100 * step.test_accuracy_selected)
         .set("kd_epochs", step.finetune_epochs);
     rows.push_back(row);
   }
-  std::printf("%-34s %10lld %12s %12s\n", "final finetune", static_cast<long long>(result.relu_count),
-              percent(result.test_accuracy_before_finetune).c_str(), percent(result.test_accuracy_after_finetune).c_str());
-  std::printf("private inference (DELPHI estimate): %.3f s per image with all ReLUs, %.3f s now\n",
-              pi::delphi().latency(result.total_relus), pi::delphi().latency(result.relu_count));
+  table_row("final finetune", result.relu_count, percent(result.test_accuracy_before_finetune),
+            percent(result.test_accuracy_after_finetune));
+  fmt::print("private inference (DELPHI estimate): {:.3f} s per image with all ReLUs, {:.3f} s now\n",
+             pi::delphi().latency(result.total_relus), pi::delphi().latency(result.relu_count));
+  std::fflush(stdout);
   {
     io::result_row row{.method = "deepreduce", .budget = static_cast<double>(budget_count),
                        .relu_count = result.relu_count, .accuracy = 100 * result.test_accuracy_after_finetune,
@@ -239,11 +218,11 @@ int run_example(cli::arguments& args) {
   save_rows(s.out / "deepreduce.csv", rows);
 
   // ---- 4a. reshaping: a narrower / lower-resolution network with the same culled and thinned stages
-  if (s.reshape_width || s.reshape_size) {
+  if (s.reshape_width > 0 || s.reshape_size > 0) {
     std::vector<double> widths;
     std::vector<int64_t> sizes;
-    if (s.reshape_width) widths.push_back(static_cast<double>(*s.reshape_width));
-    if (s.reshape_size) sizes.push_back(*s.reshape_size);
+    if (s.reshape_width > 0) widths.push_back(static_cast<double>(s.reshape_width));
+    if (s.reshape_size > 0) sizes.push_back(s.reshape_size);
     auto reshape_settings = plan_settings;
     reshape_settings.allow_reshape = true;
     reshape_settings.reshapes = select::reshape_options("resnet18_in", spec, widths, sizes);
@@ -260,9 +239,9 @@ int run_example(cli::arguments& args) {
     const auto train_small = resized(data.train, size);
     (void)train::fit(*small, train_small, o);
     const double top1 = train::evaluate(*small, resized(data.test, size), 512).top1;
-    std::printf("reshaped %s: %lld ReLUs, test %s (%lld epochs from fresh weights%s)\n", small->describe().c_str(),
-                static_cast<long long>(plan.relu_count), percent(top1).c_str(), static_cast<long long>(s.reshape_epochs),
-                size == spec.size ? ", KD from the baseline" : ", no KD: the input size differs");
+    fmt::print("reshaped {}: {} ReLUs, test {} ({} epochs from fresh weights{})\n", small->describe(),
+               grouped(plan.relu_count), percent(top1), s.reshape_epochs,
+               size == spec.size ? ", KD from the baseline" : ", no KD: the input size differs");
     io::result_row row{.method = "deepreduce", .budget = static_cast<double>(reshape_budget),
                        .relu_count = plan.relu_count, .accuracy = 100 * top1};
     row.set("step", plan.steps.back().describe()).set("kd_epochs", size == spec.size ? s.reshape_epochs : 0);
@@ -279,9 +258,8 @@ int run_example(cli::arguments& args) {
       auto snl_options = options;
       snl_options.work_dir = s.out / ("snl_" + std::to_string(step.relu_count));
       const auto r = run(snl, student, teacher, data, budget(step.relu_count), snl_options);
-      std::printf("SNL at %lld ReLUs: test %s after binarization, %s after %lld epochs of KD\n",
-                  static_cast<long long>(r.relu_count), percent(r.test_accuracy_before_finetune).c_str(),
-                  percent(r.test_accuracy_after_finetune).c_str(), static_cast<long long>(s.final_epochs));
+      fmt::print("SNL at {} ReLUs: test {} after binarization, {} after {} epochs of KD\n", grouped(r.relu_count),
+                 percent(r.test_accuracy_before_finetune), percent(r.test_accuracy_after_finetune), s.final_epochs);
       io::result_row row{.method = "snl", .budget = static_cast<double>(step.relu_count), .relu_count = r.relu_count,
                          .accuracy = 100 * r.test_accuracy_after_finetune, .wall_time_s = r.seconds,
                          .images_forwarded = r.images_forwarded};
@@ -290,10 +268,16 @@ int run_example(cli::arguments& args) {
       save_rows(s.out / "deepreduce.csv", rows);
     }
   }
-  std::printf("wrote %s\n", (s.out / "deepreduce.csv").string().c_str());
+  fmt::print("wrote {}\n", (s.out / "deepreduce.csv").string());
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return cli::main(argc, argv, usage, run_example); }
+int main(int argc, char** argv) {
+  cli::app app{"DeepReDuce (criticality, culling, thinning, KD after each step; optionally reshaping) on "
+               "Fashion-MNIST with ResNet18-IN at width 16.", "deepreduce"};
+  settings s;
+  add_options(app, s);
+  return cli::run(app, argc, argv, [&] { return run_example(s); });
+}

@@ -9,40 +9,35 @@
 
 #include <linearize/linearize.hpp>
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-
-namespace {
-
-constexpr const char* usage = R"(usage: demo [options]
-  --budget B          ReLUs to keep (count, 2%, 0.02)                                  [2%]
-  --train-subset N    training images used by the linearization (0: all)           [10000]
-  --search-epochs N   planned mask-search epochs                                       [3]
-  --finetune-epochs N KD finetuning epochs                                             [2]
-  --data-dir DIR      Fashion-MNIST directory (Debian's dataset-fashion-mnist by default)
-  --out DIR           where results and plots go                               [runs/demo]
-  --help
-)";
-
-}  // namespace
+#include <string>
 
 int main(int argc, char** argv) {
-  return cli::main(argc, argv, usage, [](cli::arguments& args) {
-    namespace lz = linearize;
-    const auto budget_text = args.text("budget", "2%");
-    const auto subset = args.number<int64_t>("train-subset", 10000, cli::non_negative, "a count >= 0");
-    const auto search_epochs = args.number<int64_t>("search-epochs", 3, cli::positive, "a positive count");
-    const auto finetune_epochs = args.number<int64_t>("finetune-epochs", 2, cli::non_negative, "a count >= 0");
-    lz::train::baseline_spec spec;
-    spec.data_dir = args.text("data-dir", "");
-    const std::filesystem::path out = args.text("out", "runs/demo");
-    args.finish();
+  namespace lz = linearize;
+  cli::app app{"The quick-start demo: SNL on a ResNet18 (width 16) on Fashion-MNIST down to a ReLU "
+               "budget, with report and plots.", "demo"};
+  std::string budget_text = "2%";
+  int64_t subset = 10000, search_epochs = 3, finetune_epochs = 2;
+  lz::train::baseline_spec spec;
+  std::filesystem::path out = "runs/demo";
+  app.add_option("--budget", budget_text, "ReLUs to keep: a count, a percentage or a fraction")->check(cli::budget());
+  app.add_option("--train-subset", subset, "training images used by the linearization (0: all)")
+      ->check(cli::at_least<int64_t>(0));
+  app.add_option("--search-epochs", search_epochs, "planned mask-search epochs")->check(cli::at_least<int64_t>(1));
+  app.add_option("--finetune-epochs", finetune_epochs, "KD finetuning epochs")->check(cli::at_least<int64_t>(0));
+  app.add_option("--data-dir", spec.data_dir, "Fashion-MNIST directory (Debian's dataset-fashion-mnist when not given)")
+      ->default_str("");
+  app.add_option("--out", out, "where results and plots go");
+  return cli::run(app, argc, argv, [&] {
     const auto budget = lz::parse_budget(budget_text);
 
     const auto rt = lz::runtime::configure();
-    std::printf("linearize demo: %d threads, %s, fused kernel %s\n", rt.threads,
-                rt.allocator_name().c_str(), lz::kernels::simd_name());
+    fmt::print("linearize demo: {} threads, {}, fused kernel {}\n", rt.threads, rt.allocator_name(),
+               lz::kernels::simd_name());
 
     // 1. The baseline: reuse examples/pretrain's if it finished, else train a quick one here.
     lz::train::baseline_options bopts;
@@ -50,20 +45,20 @@ int main(int argc, char** argv) {
     if (!lz::train::baseline_complete(cached)) {
       bopts.out = out / "baseline.pt";
       bopts.recipe.epochs = 2;
-      std::printf("\n[1/3] training a quick baseline (%lld epochs; examples/pretrain trains a better one)\n",
-                  static_cast<long long>(bopts.recipe.epochs));
+      fmt::print("\n[1/3] training a quick baseline ({} epochs; examples/pretrain trains a better one)\n",
+                 bopts.recipe.epochs);
     } else {
-      std::printf("\n[1/3] using the cached baseline %s\n", cached.c_str());
+      fmt::print("\n[1/3] using the cached baseline {}\n", cached.string());
     }
     auto base = lz::train::load_or_train_baseline(spec, bopts);
-    std::printf("baseline: %s, test top-1 %.2f%%, %lld ReLUs\n", base.net->describe().c_str(),
-                100 * base.record.test_top1, static_cast<long long>(lz::MaskSet(*base.net).total_relus()));
+    fmt::print("baseline: {}, test top-1 {:.2f}%, {} ReLUs\n", base.net->describe(), 100 * base.record.test_top1,
+               lz::grouped(lz::MaskSet(*base.net).total_relus()));
 
     // 2. SNL on part of the training set (the held-out split stays for model selection).
     auto data = lz::baseline_run_data(base.record, spec.data_dir);
     if (subset > 0) data.train = data.train.take(subset);
-    std::printf("\n[2/3] SNL to %s: mask search on %lld images, then binarize and finetune\n",
-                budget.describe().c_str(), static_cast<long long>(data.train.size()));
+    fmt::print("\n[2/3] SNL to {}: mask search on {} images, then binarize and finetune\n", budget.describe(),
+               lz::grouped(data.train.size()));
     // A short search: masks move 10x faster than SNL's (step_scale), and the penalty weight
     // starts where this network's count begins to move and changes by at most 10% a correction
     // (larger steps wind up while the masks are still on their way down; README, "SNL").
@@ -79,17 +74,17 @@ int main(int argc, char** argv) {
     const auto result = lz::run(snl, net, base.net, data, budget, options);
 
     // 3. What it bought.
-    std::printf("\n[3/3] results\n");
+    fmt::print("\n[3/3] results\n");
     const lz::MaskSet masks(*net);
     lz::report(std::cout, result, masks, lz::pi::delphi());
     lz::save_outputs(out, "snl", result, masks, lz::pi::delphi());
     const auto full = lz::pi::delphi().latency(result.total_relus);
     const auto now = lz::pi::delphi().latency(result.relu_count);
-    std::printf("\nprivate inference (DELPHI, ~22.5 us per ReLU): %.2f s -> %.3f s per image (%.0fx faster)\n",
-                full, now, full / now);
-    std::printf("test accuracy: %.2f%% -> %.2f%%\n", 100 * result.baseline_test_accuracy,
-                100 * result.test_accuracy_after_finetune);
-    std::printf("wrote %s/{mask, result.csv, result.json, history.csv, relus_per_layer.svg}\n", out.c_str());
+    fmt::print("\nprivate inference (DELPHI, ~22.5 us per ReLU): {:.2f} s -> {:.3f} s per image ({:.0f}x faster)\n",
+               full, now, full / now);
+    fmt::print("test accuracy: {:.2f}% -> {:.2f}%\n", 100 * result.baseline_test_accuracy,
+               100 * result.test_accuracy_after_finetune);
+    fmt::print("wrote {}/{{mask, result.csv, result.json, history.csv, relus_per_layer.svg}}\n", out.string());
     return 0;
   });
 }

@@ -9,89 +9,77 @@
 
 #include <linearize/linearize.hpp>
 
+#include <fmt/format.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
 
-namespace {
-
-constexpr const char* usage = R"(usage: snl [options]
-  --budget B            ReLUs to keep: a count (2880), a percentage (3%) or a fraction (0.03)  [3%]
-  --schedule S          tracking (count follows a planned path, few epochs) or lasso (SNL's
-                        lambda *= 1.1 on plateaus; needs hundreds of epochs)          [tracking]
-  --select R            magnitude (SNL: mask > 0.01) or top_k (exactly the budget)   [magnitude]
-  --search-epochs N     planned mask-search epochs for the tracking schedule        [6]
-  --lambda0 X           initial penalty weight (where this network's count starts to move) [3e-4]
-  --max-change X        tracking: the most the weight changes per correction           [1.1]
-  --windup-limit X      tracking: the weight stays within X of the weight at the latest
-                        new minimum count (anti-windup; see budget_tracking.hpp)       [2]
-  --max-epochs N        lasso: give up after N search epochs                           [2000]
-  --finetune-epochs N   KD finetuning epochs after binarization                        [5]
-  --no-recalibrate      skip re-estimating BatchNorm statistics after binarization
-  --step-scale X        how fast the masks move under Adam (l1_mix; SNL's own: 1)          [10]
-  --train-subset N      training images the search and finetuning use (0: all)              [0]
-  --data NAME           fashion-mnist, cifar10, cifar100, tinyimagenet             [fashion-mnist]
-  --data-dir DIR        where the dataset is (fashion-mnist: Debian's path by default)
-  --model NAME          resnet18_in, wide_resnet_22_8, mobilenet_v1                  [resnet18_in]
-  --width W             the model's width knob (resnet18_in: 16)
-  --seed N              seeds the search and finetuning                                  [0]
-  --work-dir DIR        checkpoints; rerunning the same command resumes     [runs/snl/<setting>]
-  --threads N           intra-op threads                                      [all cores]
-  --help
-)";
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  return cli::main(argc, argv, usage, [](cli::arguments& args) {
-    const auto budget_text = args.text("budget", "3%");
-    const auto schedule = args.text("schedule", "tracking");
-    const auto selection = args.text("select", "magnitude");
-    const auto search_epochs = args.number<int64_t>("search-epochs", 6, cli::positive, "a positive count");
-    const auto finetune_epochs = args.number<int64_t>("finetune-epochs", 5, cli::non_negative, "a count >= 0");
-    const bool recalibrate = !args.flag("no-recalibrate");
-    const auto lambda0 = args.number<double>("lambda0", 3e-4, cli::positive, "a positive weight");
-    const auto max_change = args.number<double>("max-change", 1.1, [](double v) { return v > 1; }, "a factor > 1");
-    const auto windup_limit = args.number<double>("windup-limit", 2, [](double v) { return v > 1; }, "a factor > 1");
-    const auto max_epochs = args.number<int64_t>("max-epochs", 2000, cli::positive, "a positive count");
-    const auto step_scale = args.number<double>("step-scale", 10, cli::positive, "a positive factor");
-    const auto subset = args.number<int64_t>("train-subset", 0, cli::non_negative, "a count >= 0");
-    linearize::train::baseline_spec spec;
-    spec.data = args.text("data", spec.data);
-    spec.data_dir = args.text("data-dir", "");
-    spec.model = args.text("model", spec.model);
-    if (auto w = args.optional_text("width")) spec.width = std::stod(*w);
-    const auto seed = args.number<uint64_t>("seed", 0, cli::non_negative, "a seed >= 0");
-    const auto threads = args.number<int>("threads", 0, cli::non_negative, "a thread count");
-    auto work_dir = args.optional_text("work-dir");
-    args.finish();
-    if (schedule != "tracking" && schedule != "lasso")
-      throw cli::usage_error{"--schedule expects tracking or lasso, got '" + schedule + "'"};
-    if (selection != "magnitude" && selection != "top_k")
-      throw cli::usage_error{"--select expects magnitude or top_k, got '" + selection + "'"};
+  cli::app app{"SNL end to end on the cached baseline: mask search, binarize, finetune (KD); "
+               "prints the per-layer ReLU table and writes the mask, a results row and a plot.", "snl"};
+  std::string budget_text = "3%", schedule = "tracking", selection = "magnitude";
+  int64_t search_epochs = 6, finetune_epochs = 5, max_epochs = 2000, subset = 0;
+  double lambda0 = 3e-4, max_change = 1.1, windup_limit = 2, step_scale = 10;
+  bool no_recalibrate = false;
+  linearize::train::baseline_spec spec;
+  uint64_t seed = 0;
+  int threads = 0;
+  std::optional<std::filesystem::path> work_dir;
+  app.add_option("--budget", budget_text, "ReLUs to keep: a count (2880), a percentage (3%) or a fraction (0.03)")
+      ->check(cli::budget());
+  app.add_option("--schedule", schedule,
+                 "tracking (the count follows a planned path, few epochs) or lasso (SNL's lambda *= 1.1 "
+                 "on plateaus; needs hundreds of epochs)")
+      ->check(cli::one_of({"tracking", "lasso"}));
+  app.add_option("--select", selection, "magnitude (SNL: mask > 0.01) or top_k (exactly the budget)")
+      ->check(cli::one_of({"magnitude", "top_k"}));
+  app.add_option("--search-epochs", search_epochs, "planned mask-search epochs of the tracking schedule")
+      ->check(cli::at_least<int64_t>(1));
+  app.add_option("--lambda0", lambda0, "initial penalty weight (where this network's count starts to move)")
+      ->check(cli::above(0));
+  app.add_option("--max-change", max_change, "tracking: the most the weight changes per correction")
+      ->check(cli::above(1));
+  app.add_option("--windup-limit", windup_limit,
+                 "tracking: the weight stays within this factor of the weight at the latest new minimum "
+                 "count (anti-windup; see budget_tracking.hpp)")
+      ->check(cli::above(1));
+  app.add_option("--max-epochs", max_epochs, "lasso: give up after this many search epochs")
+      ->check(cli::at_least<int64_t>(1));
+  app.add_option("--finetune-epochs", finetune_epochs, "KD finetuning epochs after binarization")
+      ->check(cli::at_least<int64_t>(0));
+  app.add_flag("--no-recalibrate", no_recalibrate, "skip re-estimating BatchNorm statistics after binarization");
+  app.add_option("--step-scale", step_scale, "how fast the masks move under Adam (l1_mix; SNL's own: 1)")
+      ->check(cli::above(0));
+  app.add_option("--train-subset", subset, "training images the search and finetuning use (0: all)")
+      ->check(cli::at_least<int64_t>(0));
+  cli::add_baseline_spec(app, spec);
+  cli::add_seed(app, seed, "seeds the search and finetuning");
+  app.add_option("--work-dir", work_dir,
+                 "checkpoints; rerunning the same command resumes (default: runs/snl/<every setting>)");
+  cli::add_threads(app, threads);
+
+  return cli::run(app, argc, argv, [&] {
+    const bool recalibrate = !no_recalibrate;
     const auto budget = linearize::parse_budget(budget_text);
 
-    if (threads > 0) setenv("LINEARIZE_THREADS", std::to_string(threads).c_str(), 1);
-    const auto rt = linearize::runtime::configure();
-    std::printf("linearize snl: %d threads, %s\n", rt.threads, rt.allocator_name().c_str());
+    const auto rt = cli::configure(threads);
+    fmt::print("linearize snl: {} threads, {}\n", rt.threads, rt.allocator_name());
 
     auto base = linearize::train::load_or_train_baseline(spec);
     auto data = linearize::baseline_run_data(base.record, spec.data_dir);
     if (subset > 0) data.train = data.train.take(subset);
-    std::printf("baseline %s on %s: test top-1 %.2f%% (%s)\n", base.record.model.c_str(),
-                base.record.dataset.c_str(), 100 * base.record.test_top1,
-                base.trained ? "trained now" : "cached");
+    fmt::print("baseline {} on {}: test top-1 {:.2f}% ({})\n", base.record.model, base.record.dataset,
+               100 * base.record.test_top1, base.trained ? "trained now" : "cached");
 
     linearize::run_options options;
     options.seed = seed;
     options.augment = base.record.recipe.augment;
     // Every setting that changes the run is in the default directory's name: a checkpoint is only
     // ever resumed by the same command, never by one with, say, another plan length.
-    const auto num = [](double v) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%g", v);
-      return std::string(buf);
-    };
+    const auto num = [](double v) { return fmt::format("{:g}", v); };
     const std::string search_setting =
         schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change) + "_wl" + num(windup_limit)
                                : "me" + std::to_string(max_epochs);
@@ -107,8 +95,8 @@ int main(int argc, char** argv) {
     auto net = base.net->copy();
     const auto go = [&](auto scheduler, auto select) {
       const auto snl = linearize::pipeline(linearize::relax::l1_mix{.step_scale = step_scale}, scheduler, select, finetune);
-      std::printf("method %s, budget %s, work dir %s\n", snl.name().c_str(), budget.describe().c_str(),
-                  options.work_dir.c_str());
+      fmt::print("method {}, budget {}, work dir {}\n", snl.name(), budget.describe(), options.work_dir.string());
+      std::fflush(stdout);
       return linearize::run(snl, net, base.net, data, budget, options);
     };
     const auto tracking = linearize::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = lambda0,

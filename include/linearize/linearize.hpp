@@ -2,10 +2,11 @@
 // Umbrella header: everything linearize offers, lowest layer first. Include single headers to
 // compile less.
 
-// support: errors, files, seeds, start-up settings
+// support: errors, files, seeds, start-up settings, digit groups
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/format.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/support/seed.hpp>
 
@@ -19,7 +20,8 @@
 #include <linearize/core/replace_linearized.hpp>
 #include <linearize/core/replacement.hpp>
 
-// models, data, private-inference cost, files
+// models, data, private-inference cost, files. Each model header registers its model by name
+// (models/registry.hpp); a user's model registers by being included.
 #include <linearize/models/layers.hpp>
 #include <linearize/models/mobilenet_v1.hpp>
 #include <linearize/models/registry.hpp>
@@ -40,7 +42,7 @@
 #include <linearize/pi/cost_report.hpp>
 #include <linearize/pi/mac_count.hpp>
 
-#include <linearize/io/flat_json.hpp>
+#include <linearize/io/json.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/io/torch_export.hpp>

@@ -8,8 +8,10 @@
 #include <linearize/models/resnet18_in.hpp>
 #include <linearize/models/wide_resnet.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -255,8 +257,10 @@ TEST_CASE("bad model options are named in the error", "[models]") {
 }
 
 TEST_CASE("models by name", "[models]") {
-  CHECK(models::model_names() ==
-        std::vector<std::string>{"resnet18_in", "wide_resnet_22_8", "mobilenet_v1"});
+  const auto names = models::model_names();
+  for (const char* shipped : {"mobilenet_v1", "resnet18_in", "wide_resnet_22_8"})
+    CHECK(std::find(names.begin(), names.end(), shipped) != names.end());
+  CHECK(std::is_sorted(names.begin(), names.end()));
   const auto resnet = models::make_model("resnet18_in", {.classes = 10, .channels = 1, .size = 28, .width = 16});
   CHECK(resnet->describe() == "resnet18_in(classes=10, channels=1, size=28, width=16)");
   CHECK(relus(*resnet) == 96'000);
@@ -265,8 +269,79 @@ TEST_CASE("models by name", "[models]") {
   CHECK(models::make_model("wide_resnet_22_8", {.width = 2})->describe() ==
         "wide_resnet(depth=22, widen=2, classes=10, channels=3, size=32)");
   CHECK(relus(*models::make_model("mobilenet_v1", {.grain = granularity::layer})) == 411'648);
-  expect_error([] { (void)models::make_model("resnet50"); },
-               "unknown model 'resnet50'; expected one of: resnet18_in, wide_resnet_22_8, mobilenet_v1");
+  CHECK(models::model_info_of("resnet18_in").baseline_width == 16);
+  CHECK(models::model_info_of("mobilenet_v1").width_knob == "width multiplier");
   expect_error([] { (void)models::make_model("resnet18_in", {.width = 1.5}); }, "width = 1.5");
-  expect_error([] { (void)models::make_model("mobilenet_v1", {.stem_relu = true}); }, "stem_relu");
+  expect_error([] { (void)models::make_model("mobilenet_v1", {.width = -1}); },
+               "mobilenet_v1: width = -1; expected a positive width multiplier");
+  expect_error([] { (void)models::make_model("mobilenet_v1", {.stem_relu = true}); },
+               "stem_relu is not an option of 'mobilenet_v1'");
+}
+
+namespace {
+
+// A model of the test's own, registered the way a user's header registers one: the library's
+// files know nothing of it.
+struct probe_options {
+  int64_t classes = 10, channels = 3, size = 8, width = 3;
+};
+
+class ProbeNetImpl : public NetworkFromOptions<ProbeNetImpl> {
+ public:
+  explicit ProbeNetImpl(probe_options o) : options(o) {
+    conv = register_module("conv", models::conv(o.channels, o.width, 3));
+    relu = register_module("relu", models::slot(granularity::element, o.width, o.size, "stage1", 0));
+    fc = register_module("fc", torch::nn::Linear(o.width, o.classes));
+  }
+  torch::Tensor forward(torch::Tensor x) override {
+    return fc(torch::adaptive_avg_pool2d(relu(conv(x)), {1, 1}).flatten(1));
+  }
+  [[nodiscard]] std::string describe() const override {
+    return "probe_net(width=" + std::to_string(options.width) + ")";
+  }
+  const probe_options options;
+  torch::nn::Conv2d conv{nullptr};
+  ReluSlot relu{nullptr};
+  torch::nn::Linear fc{nullptr};
+};
+
+Network make_probe(const models::model_spec& s) {
+  return std::make_shared<ProbeNetImpl>(probe_options{
+      s.classes, s.channels, s.size, models::whole_width("probe_net", *s.width)});
+}
+
+const models::registration probe_registration{
+    {.name = "probe_net", .make = make_probe, .width_knob = "channels of the conv", .default_width = 3}};
+
+}  // namespace
+
+TEST_CASE("a model defined outside the library registers itself and is made by name", "[models]") {
+  const auto names = models::model_names();
+  CHECK(std::find(names.begin(), names.end(), "probe_net") != names.end());
+  const auto net = models::make_model("probe_net", {.classes = 4, .channels = 1, .size = 6});
+  CHECK(net->describe() == "probe_net(width=3)");  // the registered default width
+  CHECK(relus(*net) == 3 * 6 * 6);
+  CHECK(net->forward(torch::randn({2, 1, 6, 6})).sizes() == torch::IntArrayRef({2, 4}));
+  CHECK(relus(*models::make_model("probe_net", {.channels = 1, .size = 6, .width = 5})) == 5 * 6 * 6);
+  // It copies like a shipped model (NetworkFromOptions).
+  CHECK(net->copy()->describe() == "probe_net(width=3)");
+
+  // An unknown name lists every registered model, the user's included.
+  try {
+    (void)models::make_model("resnet50");
+    FAIL("expected an error");
+  } catch (const linearize::error& e) {
+    const std::string message = e.what();
+    INFO(message);
+    CHECK(message.starts_with("unknown model 'resnet50'; expected one of: "));
+    for (const auto& name : names) CHECK(message.find(name) != std::string::npos);
+    CHECK(message.find("probe_net") != std::string::npos);
+  }
+
+  // Two models of one name: making it says so instead of picking one.
+  models::model_registry local;
+  local.add({.name = "twin", .make = make_probe});
+  local.add({.name = "twin", .make = make_probe});
+  expect_error([&] { (void)local.at("twin"); }, "model 'twin' is registered by two different headers");
+  expect_error([] { (void)models::model_registry{}.at("x"); }, "none registered");
 }

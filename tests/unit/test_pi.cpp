@@ -6,8 +6,11 @@
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pi/cost_report.hpp>
 #include <linearize/pi/mac_count.hpp>
+#include <linearize/support/format.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 using namespace linearize;
 using linearize::testing::expect_error;
@@ -214,4 +217,13 @@ TEST_CASE("count_macs counts convolutions (strided, grouped) and linear layers o
   const MaskSet masks(net);
   const auto r = pi::estimate(masks, pi::cost_model{.seconds_per_mac = 1e-9}, counted.total());
   CHECK(r.linear_seconds == Approx(1e-9 * static_cast<double>(counted.total())));
+}
+
+TEST_CASE("counts are shown with their digits grouped by thousands", "[pi]") {
+  CHECK(linearize::grouped(0) == "0");
+  CHECK(linearize::grouped(999) == "999");
+  CHECK(linearize::grouped(96'000) == "96,000");
+  CHECK(linearize::grouped(int64_t{-1'234'567}) == "-1,234,567");
+  CHECK(linearize::grouped(std::numeric_limits<int64_t>::min()) == "-9,223,372,036,854,775,808");
+  CHECK(linearize::grouped(std::numeric_limits<uint64_t>::max()) == "18,446,744,073,709,551,615");
 }

@@ -248,6 +248,10 @@ TEST_CASE("missing, corrupt, truncated and foreign checkpoints are refused by na
 
   expect_error([&] { (void)train::checkpoint::read(write("text.ckpt", "hello\nworld\n")); },
                "is not a linearize checkpoint");
+  // Format 1 (run state as words) is not read; the message says what to do.
+  expect_error([&] { (void)train::checkpoint::read(write("v1.ckpt", "linearize-checkpoint 1\npayload 1 0\nx")); },
+               "v1.ckpt' has format 1, written by an earlier linearize; this one reads format 2 "
+               "(linearize-checkpoint 2). Delete it to start the run afresh");
   expect_error([&] { (void)train::checkpoint::read(write("cut.ckpt", good.substr(0, good.size() - 100))); },
                "truncated");
   auto flipped = good;

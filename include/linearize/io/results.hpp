@@ -1,11 +1,13 @@
 #pragma once
 // Results of accuracy-versus-ReLU-budget studies: one row per trained network (method, budget,
 // ReLUs kept, top-1 accuracy, private-inference latency, the run's cost), plus free-form extra
-// columns (seed, dataset, lambda, ...). Written as CSV (spreadsheets, pandas) and JSON, both
-// atomically, and read back from CSV so that a long benchmark can resume and append.
+// columns (seed, dataset, lambda, ...). Written as CSV (spreadsheets, pandas) and JSON
+// (nlohmann-json), both atomically, and read back from CSV so that a long benchmark can resume
+// and append.
 //
 // Missing measurements are NaN: an empty CSV cell, `null` in JSON. Numbers are written in the
 // shortest form that reads back to the same double, so a CSV round trip is exact.
+#include <linearize/io/json.hpp>
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/error.hpp>
 
@@ -13,7 +15,6 @@
 #include <array>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -144,32 +145,6 @@ inline std::string csv_field(std::string_view s) {
   return out + '"';
 }
 
-inline std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  return out + '"';
-}
-
-inline std::string json_number(double v) { return std::isnan(v) ? "null" : number_text(v); }
-
 /// One CSV record: its fields and the line it starts on.
 struct csv_record {
   std::vector<std::string> fields;
@@ -274,26 +249,28 @@ result_row& result_row::set(std::string key, Number value) {
   return out;
 }
 
-/// JSON text: an array with one object per row; extra columns are string members after the
-/// fixed ones, missing measurements are null.
+/// A row as a JSON object: the fixed columns (missing measurements null), then the extra
+/// columns as text members.
+[[nodiscard]] inline json to_json_value(const result_row& r) {
+  json j = {{"method", r.method},
+            {"budget", real_to_json(r.budget)},
+            {"relu_count", r.relu_count},
+            {"accuracy", real_to_json(r.accuracy)},
+            {"pi_latency_s", real_to_json(r.pi_latency_s)},
+            {"wall_time_s", real_to_json(r.wall_time_s)},
+            {"images_forwarded", r.images_forwarded}};
+  for (const auto& [k, v] : r.extra) j[k] = v;
+  return j;
+}
+
+/// JSON text: an array with one object per row.
 [[nodiscard]] inline std::string to_json(const std::vector<result_row>& rows) {
-  for (size_t i = 0; i < rows.size(); ++i) detail::validate(rows[i], i);
-  using detail::json_number;
-  using detail::json_string;
-  std::string out = "[";
+  json out = json::array();
   for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& r = rows[i];
-    out += i ? ",\n  {" : "\n  {";
-    out += "\"method\": " + json_string(r.method) + ", \"budget\": " + json_number(r.budget) +
-           ", \"relu_count\": " + std::to_string(r.relu_count) + ", \"accuracy\": " + json_number(r.accuracy) +
-           ", \"pi_latency_s\": " + json_number(r.pi_latency_s) +
-           ", \"wall_time_s\": " + json_number(r.wall_time_s) +
-           ", \"images_forwarded\": " + std::to_string(r.images_forwarded);
-    for (const auto& [k, v] : r.extra) out += ", " + json_string(k) + ": " + json_string(v);
-    out += "}";
+    detail::validate(rows[i], i);
+    out.push_back(to_json_value(rows[i]));
   }
-  out += rows.empty() ? "]\n" : "\n]\n";
-  return out;
+  return json_text(out);
 }
 
 /// Rows from CSV text written by to_csv() (or by a spreadsheet keeping its columns). `source`

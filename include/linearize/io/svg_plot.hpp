@@ -10,10 +10,11 @@
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/error.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <initializer_list>
 #include <iterator>
@@ -115,9 +116,7 @@ inline std::string escape(std::string_view s) {
 }
 
 inline std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  std::string s = buf;
+  std::string s = fmt::format("{:.2f}", v);
   while (s.back() == '0') s.pop_back();
   if (s.back() == '.') s.pop_back();
   return s == "-0" ? "0" : s;
@@ -131,11 +130,7 @@ inline double text_width(std::string_view s, double size) {
 }
 
 /// Up to three significant digits, no trailing zeros: 2.5, 20, 0.125.
-inline std::string short_number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
-}
+inline std::string short_number(double v) { return fmt::format("{:.3g}", v); }
 
 /// ReLU counts as the literature writes them: 500, 1K, 12.9K, 1M.
 inline std::string count_label(double v) {
@@ -191,9 +186,7 @@ inline axis linear_axis(double lo, double hi, bool pad, bool counts = false) {
   const int decimals = decimals_for(step);
   for (double v = a.lo; v <= a.hi + step * 1e-6; v += step) {
     const double t = std::fabs(v) < step * 1e-6 ? 0 : v;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, t);
-    a.ticks.push_back({t, true, counts ? count_label(t) : std::string(buf)});
+    a.ticks.push_back({t, true, counts ? count_label(t) : fmt::format("{:.{}f}", t, decimals)});
   }
   return a;
 }

@@ -11,6 +11,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/models/layers.hpp>
+#include <linearize/models/registry.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
@@ -133,5 +134,21 @@ class MobileNetV1Impl : public NetworkFromOptions<MobileNetV1Impl> {
 [[nodiscard]] inline std::shared_ptr<MobileNetV1Impl> mobilenet_v1(mobilenet_v1_options options = {}) {
   return std::make_shared<MobileNetV1Impl>(options);
 }
+
+namespace detail {
+inline Network make_mobilenet_v1(const model_spec& s) {
+  return mobilenet_v1({.classes = s.classes,
+                       .channels = s.channels,
+                       .size = s.size,
+                       .multiplier = *s.width,
+                       .grain = s.grain});
+}
+}  // namespace detail
+
+/// make_model("mobilenet_v1", spec): the width is the width multiplier.
+inline const registration mobilenet_v1_registration{{.name = "mobilenet_v1",
+                                                     .make = detail::make_mobilenet_v1,
+                                                     .width_knob = "width multiplier",
+                                                     .default_width = 1.0}};
 
 }  // namespace linearize::models

@@ -10,6 +10,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/models/layers.hpp>
+#include <linearize/models/registry.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
@@ -130,5 +131,25 @@ class ResNet18InImpl : public NetworkFromOptions<ResNet18InImpl> {
 [[nodiscard]] inline std::shared_ptr<ResNet18InImpl> resnet18_in(resnet18_in_options options = {}) {
   return std::make_shared<ResNet18InImpl>(options);
 }
+
+namespace detail {
+inline Network make_resnet18_in(const model_spec& s) {
+  return resnet18_in({.classes = s.classes,
+                      .channels = s.channels,
+                      .size = s.size,
+                      .width = whole_width(ResNet18InImpl::model_name, *s.width),
+                      .stem_relu = s.stem_relu,
+                      .grain = s.grain});
+}
+}  // namespace detail
+
+/// make_model("resnet18_in", spec). Programs' baselines use width 16 (a quarter of SNL's 64:
+/// 96,000 ReLUs on 1x28x28, trainable on a CPU).
+inline const registration resnet18_in_registration{{.name = ResNet18InImpl::model_name,
+                                                    .make = detail::make_resnet18_in,
+                                                    .width_knob = "channels of layer1",
+                                                    .default_width = 64,
+                                                    .baseline_width = 16,
+                                                    .stem_relu = true}};
 
 }  // namespace linearize::models

@@ -11,6 +11,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/models/layers.hpp>
+#include <linearize/models/registry.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
@@ -135,5 +136,22 @@ class WideResNetImpl : public NetworkFromOptions<WideResNetImpl> {
 [[nodiscard]] inline std::shared_ptr<WideResNetImpl> wide_resnet(wide_resnet_options options = {}) {
   return std::make_shared<WideResNetImpl>(options);
 }
+
+namespace detail {
+inline Network make_wide_resnet_22_8(const model_spec& s) {
+  return wide_resnet({.depth = 22,
+                      .widen = whole_width("wide_resnet_22_8", *s.width),
+                      .classes = s.classes,
+                      .channels = s.channels,
+                      .size = s.size,
+                      .grain = s.grain});
+}
+}  // namespace detail
+
+/// make_model("wide_resnet_22_8", spec): depth 22, the width is the widen factor.
+inline const registration wide_resnet_22_8_registration{{.name = "wide_resnet_22_8",
+                                                         .make = detail::make_wide_resnet_22_8,
+                                                         .width_knob = "widen factor",
+                                                         .default_width = 8}};
 
 }  // namespace linearize::models

@@ -6,12 +6,14 @@
 #include <linearize/core/mask_set.hpp>
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/format.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -84,22 +86,7 @@ struct cost_report {
 
 namespace detail {
 
-/// 1234567 -> "1,234,567".
-inline std::string grouped(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return n < 0 ? "-" + out : out;
-}
-
-inline std::string fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
+inline std::string fixed(double v, int decimals) { return fmt::format("{:.{}f}", v, decimals); }
 
 /// Three significant digits in the unit that suits: "4.05 s", "291 ms", "22.5 us".
 inline std::string duration(double s) {

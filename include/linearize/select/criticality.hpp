@@ -19,6 +19,7 @@
 #include <linearize/select/deepreduce_plan.hpp>
 #include <linearize/select/deepreduce_report.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/format.hpp>
 #include <linearize/train/batchnorm.hpp>
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/trainer.hpp>
@@ -178,7 +179,7 @@ inline std::string describe_criticality(const std::vector<criticality_row>& rows
   out << "stage criticality (least critical first):\n";
   for (const auto* r : ranked) {
     out << "  " << std::left << std::setw(10) << (r->name.empty() ? "(none)" : r->name) << std::right
-        << std::setw(10) << group_digits(r->relus) << " ReLUs";
+        << std::setw(10) << grouped(r->relus) << " ReLUs";
     if (std::isnan(r->accuracy))
       out << "   not measured\n";
     else

@@ -18,6 +18,7 @@
 // 229,376 (stem, layer1 culled), 196,608 (and layer4), 114,688 and 98,304 (thinned).
 #include <linearize/core/mask_set.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/format.hpp>
 
 #include <torch/torch.h>
 
@@ -94,16 +95,6 @@ struct deepreduce_plan {
   }
   [[nodiscard]] std::string describe() const;
 };
-
-/// 1234567 -> "1,234,567".
-[[nodiscard]] inline std::string group_digits(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return n < 0 ? "-" + out : out;
-}
 
 namespace detail {
 
@@ -300,7 +291,7 @@ inline const candidate& fewest(const std::vector<candidate>& all) {
     const auto kept = std::vector<std::string>(order.stages.begin() + static_cast<std::ptrdiff_t>(low.culled),
                                                order.stages.end());
     const std::string reach = linearize::detail::concat(
-        "budget of ", group_digits(budget), " ReLUs is below ", group_digits(low.count),
+        "budget of ", grouped(budget), " ReLUs is below ", grouped(low.count),
         ", the fewest that culling and thinning reach (only [", detail::join(kept),
         "] keep ReLUs, ", low.thinned > 0 ? "thinned" : "not thinned", "; keep_stages = ", settings.keep_stages, ")");
     require(settings.allow_reshape, "DeepReDuce plan: ", reach,
@@ -321,7 +312,7 @@ inline const candidate& fewest(const std::vector<candidate>& all) {
     chosen = detail::best_within(all, budget);
     if (!chosen) {
       const auto& least = detail::fewest(all);
-      fail("DeepReDuce plan: ", reach, "; even with reshaping the fewest is ", group_digits(least.count),
+      fail("DeepReDuce plan: ", reach, "; even with reshaping the fewest is ", grouped(least.count),
            " (", settings.reshapes[*least.reshape].name, "); add smaller reshape options or raise the budget");
     }
   }
@@ -396,15 +387,15 @@ inline std::string plan_step::describe() const {
 
 inline std::string deepreduce_plan::describe() const {
   std::ostringstream out;
-  out << "DeepReDuce plan: " << group_digits(start_count) << " -> " << group_digits(relu_count)
-      << " ReLUs (budget " << group_digits(budget) << ")\n";
+  out << "DeepReDuce plan: " << grouped(start_count) << " -> " << grouped(relu_count)
+      << " ReLUs (budget " << grouped(budget) << ")\n";
   out << "  stages, least critical first: " << detail::join(ranking) << "\n";
   if (steps.empty()) out << "  no step: already within the budget\n";
   for (size_t i = 0; i < steps.size(); ++i) {
     std::string what = steps[i].describe();
     if (steps[i].kind == step_kind::thin) what += " (" + to_string(thin) + ")";
     out << "  " << i + 1 << ". " << what << std::string(what.size() < 44 ? 44 - what.size() : 1, ' ')
-        << "-> " << group_digits(steps[i].relu_count) << "\n";
+        << "-> " << grouped(steps[i].relu_count) << "\n";
   }
   return out.str();
 }

@@ -25,6 +25,7 @@
 #include <linearize/select/deepreduce_plan.hpp>
 #include <linearize/select/deepreduce_report.hpp>
 #include <linearize/support/error.hpp>
+#include <linearize/support/format.hpp>
 
 #include <torch/torch.h>
 
@@ -80,8 +81,8 @@ struct stage_criticality {
     const auto config = settings(schedule);
     // Certain failure is reported before anything is trained.
     const int64_t floor = fewest_reachable(ctx.masks.per_slot(), config);
-    require(ctx.budget >= floor, "stage_criticality: budget of ", group_digits(ctx.budget), " ReLUs is below ",
-            group_digits(floor), ", the fewest that culling and thinning reach on this network (keep_stages = ",
+    require(ctx.budget >= floor, "stage_criticality: budget of ", grouped(ctx.budget), " ReLUs is below ",
+            grouped(floor), ", the fewest that culling and thinning reach on this network (keep_stages = ",
             keep_stages, "); run() does not reshape (that changes the architecture): plan with reshape "
             "options (select::plan_deepreduce, select/deepreduce_reshape.hpp), build the reshaped network and "
             "run on it, or raise the budget");
@@ -116,7 +117,7 @@ struct stage_criticality {
       step.test_accuracy_finetuned = ctx.accuracy(ctx.data.test);
       if (ctx.data.held_out.size() > 0) step.held_out_accuracy_finetuned = ctx.accuracy(ctx.data.held_out);
       if (out)
-        *out << "step " << i + 1 << " (" << step.name << "): " << group_digits(step.relu_count) << " ReLUs, test "
+        *out << "step " << i + 1 << " (" << step.name << "): " << grouped(step.relu_count) << " ReLUs, test "
              << std::fixed << std::setprecision(2) << 100 * step.test_accuracy_selected << "% -> "
              << 100 * step.test_accuracy_finetuned << "% after " << step.finetune_epochs << " epochs of KD\n"
              << std::defaultfloat << std::flush;

@@ -9,7 +9,7 @@
 //
 // Files, for weights at `out` (e.g. runs/baseline/fashion-mnist_resnet18_in_w16.pt):
 //   out                      weights + masks, io::export_state (Python: torch.load)
-//   out with .json           the record (flat JSON); "complete": true once `out` is final
+//   out with .json           the record (JSON); "complete": true once `out` is final
 //   out with .ckpt           the trainer's checkpoint while training (removed at the end)
 //   out with .best.pt        the best epoch's weights while training (removed at the end)
 // The record is written first with "complete": false (it holds the recipe, so a resume with
@@ -30,10 +30,11 @@
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/data/registry.hpp>
-#include <linearize/io/flat_json.hpp>
+#include <linearize/io/json.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/io/torch_export.hpp>
 #include <linearize/models/registry.hpp>
+#include <linearize/models/resnet18_in.hpp>  // baseline_spec's default model: registered here too
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
@@ -45,15 +46,17 @@
 #include <linearize/train/progress.hpp>
 #include <linearize/train/trainer.hpp>
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -131,35 +134,20 @@ struct baseline {
 }
 
 namespace detail {
-
 inline constexpr const char* baseline_format = "linearize-baseline 1";
+}  // namespace detail
 
-inline std::string file_checksum(const std::filesystem::path& path) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(read_file(path))));
-  return buf;
-}
-
-/// "fashion-mnist/train" -> "fashion-mnist": the dataset, not the part.
-inline std::string dataset_family(const std::string& name) {
-  const auto slash = name.rfind('/');
-  return slash == std::string::npos ? name : name.substr(0, slash);
-}
-
-// The record file's members in file order, as (name, reference) pairs: the one list that
-// writing and reading both walk, so the two cannot drift apart. A fixed_text member is written
-// as given and must read back equal (the recipe's optimizer and schedule are not options).
-struct fixed_text {
-  const char* value;
-};
-
-template <class Recipe, class F>  // Recipe: baseline_recipe, const or not
-void recipe_fields(Recipe& r, F&& f) {
+// The record file's members in file order: the one list that writing and reading both walk
+// (io/json.hpp), so the two cannot drift apart. The recipe's optimizer and schedule are fixed
+// texts, written as given and checked on reading: they are not options.
+template <class Recipe, class F>
+  requires std::same_as<std::remove_const_t<Recipe>, baseline_recipe>
+void json_fields(Recipe& r, F&& f) {
   f("epochs", r.epochs);
   f("batch_size", r.batch_size);
-  f("optimizer", fixed_text{"sgd"});
+  f("optimizer", io::fixed_text{"sgd"});
   f("lr", r.lr);
-  f("schedule", fixed_text{"cosine"});
+  f("schedule", io::fixed_text{"cosine"});
   f("momentum", r.momentum);
   f("weight_decay", r.weight_decay);
   f("crop_padding", r.augment.crop_padding);
@@ -168,9 +156,10 @@ void recipe_fields(Recipe& r, F&& f) {
   f("seed", r.seed);
 }
 
-template <class Record, class F>  // Record: baseline_record, const or not
-void record_fields(Record& r, F&& f) {
-  f("format", fixed_text{baseline_format});
+template <class Record, class F>
+  requires std::same_as<std::remove_const_t<Record>, baseline_record>
+void json_fields(Record& r, F&& f) {
+  f("format", io::fixed_text{detail::baseline_format});
   f("complete", r.complete);
   f("model", r.model);
   f("dataset", r.dataset);
@@ -178,7 +167,7 @@ void record_fields(Record& r, F&& f) {
   f("channels", r.channels);
   f("image_height", r.image_height);
   f("image_width", r.image_width);
-  recipe_fields(r.recipe, f);
+  json_fields(r.recipe, f);  // flat: the recipe's members sit beside the others
   f("train_samples", r.train_samples);
   f("held_out_samples", r.held_out_samples);
   f("test_samples", r.test_samples);
@@ -194,57 +183,37 @@ void record_fields(Record& r, F&& f) {
   f("weights_fnv1a", r.weights_fnv1a);
 }
 
-struct field_writer {
-  io::flat_json& j;
-  void operator()(const char* key, fixed_text v) const { j.set(key, v.value); }
-  template <class T>
-  void operator()(const char* key, const T& v) const { j.set(key, v); }
-};
+namespace detail {
 
-struct field_reader {
-  const io::flat_json& j;
-  const std::string& where;
-  void operator()(const char* key, fixed_text v) const {
-    const auto& got = j.text(key, where);
-    require(got == v.value, "'", where, "': member '", key, "' = '", got, "'; expected '",
-            v.value, "'");
-  }
-  template <class T>
-  void operator()(const char* key, T& v) const { j.get(key, where, v); }
-};
-
-inline io::flat_json to_json(const baseline_record& r) {
-  io::flat_json j;
-  record_fields(r, field_writer{j});
-  return j;
+inline std::string file_checksum(const std::filesystem::path& path) {
+  return fmt::format("{:016x}", fnv1a(read_file(path)));
 }
 
-inline baseline_record record_from(const io::flat_json& j, const std::string& where) {
-  baseline_record r;
-  record_fields(r, field_reader{j, where});
-  return r;
+/// "fashion-mnist/train" -> "fashion-mnist": the dataset, not the part.
+inline std::string dataset_family(const std::string& name) {
+  const auto slash = name.rfind('/');
+  return slash == std::string::npos ? name : name.substr(0, slash);
 }
 
 /// The recipe as "name value" words, for comparing two recipes and saying how they differ.
 inline std::string recipe_text(const baseline_recipe& r) {
-  io::flat_json j;
-  recipe_fields(r, field_writer{j});
-  std::string out;
-  for (const auto& [k, v] : j.members()) {
-    out += (out.empty() ? "" : ", ") + k + ' ';
-    if (const auto* s = std::get_if<std::string>(&v)) out += *s;
-    else if (const auto* b = std::get_if<bool>(&v)) out += *b ? "true" : "false";
-    else out += io::detail::number_text(std::get<double>(v));
-  }
-  return out;
+  return io::describe_members(io::to_json_value(r));
 }
 
 inline void validate(const baseline_recipe& r) {
   require(r.epochs >= 1, "baseline: epochs = ", r.epochs, "; expected at least 1");
   require(r.held_out_fraction > 0 && r.held_out_fraction < 1, "baseline: held-out fraction ",
           r.held_out_fraction, " must lie in (0, 1): model selection needs held-out data");
-  require(r.seed < (uint64_t{1} << 53), "baseline: seed ", r.seed,
-          " must be below 2^53 (the record stores it as a JSON number)");
+}
+
+inline baseline_record read_record(const std::filesystem::path& file) {
+  baseline_record r;
+  io::read_json_value(io::read_json_file(file), file.string(), r);
+  return r;
+}
+
+inline void write_record(const std::filesystem::path& file, const baseline_record& r) {
+  io::write_json_file(file, io::to_json_value(r));
 }
 
 /// The cached baseline's record when `options` says to use the cache and a complete record for
@@ -253,7 +222,7 @@ inline std::optional<baseline_record> cached_record(const baseline_options& opti
                                                     const std::string& dataset) {
   const auto file = baseline_record_path(options.out);
   if (!options.resume || !std::filesystem::exists(file)) return std::nullopt;
-  auto record = record_from(io::read_flat_json(file), file.string());
+  auto record = read_record(file);
   const char* hint = "; delete it, train afresh (resume = false, --fresh) or choose another out path";
   require(record.dataset == dataset, "baseline '", file.string(), "' is for dataset '",
           record.dataset, "'; expected '", dataset, "'", hint);
@@ -289,8 +258,7 @@ inline void remove_baseline_files(const std::filesystem::path& weights) {
 /// Reads the record beside the weights file `weights`; a missing or malformed one is a
 /// linearize::error naming the file.
 [[nodiscard]] inline baseline_record read_baseline_record(const std::filesystem::path& weights) {
-  const auto file = baseline_record_path(weights);
-  return detail::record_from(io::read_flat_json(file), file.string());
+  return detail::read_record(baseline_record_path(weights));
 }
 
 /// Whether `weights` holds a finished baseline: the weights file and a record marked complete
@@ -363,7 +331,7 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
   record.image_width = train.width();
   record.recipe = recipe;
   record.weights = options.out.filename().string();
-  if (!resuming) io::write_flat_json(record_file, detail::to_json(record));
+  if (!resuming) detail::write_record(record_file, record);
 
   const auto parts = data::split(train, recipe.held_out_fraction, recipe.seed);
   record.train_samples = parts.train.size();
@@ -427,7 +395,7 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
   io::export_state(*net, options.out);
   record.weights_fnv1a = detail::file_checksum(options.out);
   record.complete = true;
-  io::write_flat_json(record_file, detail::to_json(record));  // from here on, the cache is valid
+  detail::write_record(record_file, record);  // from here on, the cache is valid
   std::error_code ec;
   std::filesystem::remove(checkpoint_file, ec);
   std::filesystem::remove(best_file, ec);
@@ -463,17 +431,16 @@ struct baseline_spec {
   std::optional<double> width{};
 };
 
-/// The width a baseline of `model` has by default: 16 for resnet18_in (a quarter of SNL's 64:
-/// 96,000 ReLUs on 1x28x28, trainable on a CPU), the model's own default otherwise.
+/// The width a baseline of `model` has by default: the model's registered baseline_width
+/// (16 for resnet18_in), else its own default (empty). An unknown model is an error.
 [[nodiscard]] inline std::optional<double> baseline_width(const std::string& model) {
-  if (model == "resnet18_in") return 16.0;
-  return std::nullopt;
+  return models::model_info_of(model).baseline_width;
 }
 
 /// runs/baseline/<data>_<model>_w<width>.pt, relative to the working directory.
 [[nodiscard]] inline std::filesystem::path default_baseline_path(const baseline_spec& spec) {
   const auto width = spec.width ? spec.width : baseline_width(spec.model);
-  const std::string w = width ? io::detail::number_text(*width) : std::string("default");
+  const std::string w = width ? fmt::format("{}", *width) : std::string("default");  // 16, 0.5
   return std::filesystem::path("runs") / "baseline" / (spec.data + "_" + spec.model + "_w" + w + ".pt");
 }
 

@@ -7,10 +7,12 @@
 // the running totals of the unfinished epoch, and the hooks' named scalars.
 //
 // File layout: a text header line, a line with the payload's length and FNV-1a checksum, then
-// the payload, a torch::serialize archive. The header catches a file that is not a checkpoint,
-// the length a truncated one, the checksum a corrupt one; all are written atomically.
+// the payload, a torch::serialize archive (the run state and identity in it are JSON text). The
+// header catches a file that is not a checkpoint, the length a truncated one, the checksum a
+// corrupt one; all are written atomically.
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/io/json.hpp>
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
@@ -21,15 +23,15 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cctype>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace linearize::train {
@@ -58,7 +60,9 @@ struct run_identity {
 
 namespace detail {
 
-inline constexpr const char* checkpoint_magic = "linearize-checkpoint 1";
+// Format 2: run state and identity as JSON (format 1 wrote them as words of hexadecimal floats).
+inline constexpr const char* checkpoint_magic = "linearize-checkpoint 2";
+inline constexpr const char* checkpoint_magic_v1 = "linearize-checkpoint 1";
 
 using linearize::fnv1a;  // support/checksum.hpp
 
@@ -94,150 +98,63 @@ inline std::string join_lines(const std::vector<std::string>& lines) {
   return out;
 }
 
-// ---- the run state as text (hexadecimal floats: exact round trip) ---------------------------
-inline std::string hex(double v) {
-  std::ostringstream out;
-  out << std::hexfloat << v;
-  return out.str();
+}  // namespace detail
+
+// ---- the run state and identity as JSON (io/json.hpp): each list drives writing and reading --
+template <class M, class F>
+  requires std::same_as<std::remove_const_t<M>, metrics>
+void json_fields(M& m, F&& f) {
+  f("top1", m.top1);
+  f("top5", m.top5);
+  f("loss", m.loss);
+  f("samples", m.samples);
 }
 
-inline void write_metrics(std::ostream& out, const std::optional<metrics>& m) {
-  if (!m) {
-    out << " noeval";
-    return;
-  }
-  out << " eval " << hex(m->top1) << ' ' << (m->top5 ? hex(*m->top5) : std::string("none")) << ' '
-      << hex(m->loss) << ' ' << m->samples;
+template <class R, class F>
+  requires std::same_as<std::remove_const_t<R>, epoch_record>
+void json_fields(R& r, F&& f) {
+  f("epoch", r.epoch);
+  f("train_loss", r.train_loss);
+  f("train_top1", r.train_top1);
+  f("lr", r.lr);
+  f("eval", r.eval);
+  f("images_per_second", r.images_per_second);
+  f("seconds", r.seconds);
+  f("values", r.values);
 }
 
-inline void write_scalars(std::ostream& out, const scalars& values) {
-  out << ' ' << values.size();
-  for (const auto& [name, v] : values) {
-    require(!name.empty() && std::none_of(name.begin(), name.end(),
-                                          [](unsigned char c) { return std::isspace(c); }),
-            "checkpoint: named scalar '", name, "' must be a non-empty name without whitespace");
-    out << ' ' << name << ' ' << hex(v);
-  }
+template <class S, class F>
+  requires std::same_as<std::remove_const_t<S>, run_state>
+void json_fields(S& s, F&& f) {
+  f("epoch", s.epoch);
+  f("step", s.step);
+  f("global_step", s.global_step);
+  f("stopped", s.stopped);
+  f("partial_loss_sum", s.partial.loss_sum);
+  f("partial_correct1", s.partial.correct1);
+  f("partial_correct5", s.partial.correct5);
+  f("partial_samples", s.partial.samples);
+  f("partial_seconds", s.partial_seconds);
+  f("partial_lr", s.partial_lr);
+  f("values", s.values);
+  f("rows", s.rows);
 }
 
-inline std::string state_text(const run_state& s) {
-  std::ostringstream out;
-  out << "position " << s.epoch << ' ' << s.step << ' ' << s.global_step << ' ' << s.stopped << '\n';
-  out << "partial " << hex(s.partial.loss_sum) << ' ' << s.partial.correct1 << ' '
-      << s.partial.correct5 << ' ' << s.partial.samples << ' ' << hex(s.partial_seconds) << ' '
-      << hex(s.partial_lr) << '\n';
-  out << "scalars";
-  write_scalars(out, s.values);
-  out << '\n' << "rows " << s.rows.size() << '\n';
-  for (const auto& r : s.rows) {
-    out << "row " << r.epoch << ' ' << hex(r.train_loss) << ' ' << hex(r.train_top1) << ' '
-        << hex(r.lr) << ' ' << hex(r.images_per_second) << ' ' << hex(r.seconds);
-    write_metrics(out, r.eval);
-    write_scalars(out, r.values);
-    out << '\n';
-  }
-  return out.str();
+template <class I, class F>
+  requires std::same_as<std::remove_const_t<I>, run_identity>
+void json_fields(I& id, F&& f) {
+  f("seed", id.seed);
+  f("batch_size", id.batch_size);
+  f("steps_per_epoch", id.steps_per_epoch);
+  f("drop_last", id.drop_last);
+  f("optimizer", id.optimizer);
 }
 
-/// Reads the words of state_text back; any deviation is a corrupt checkpoint.
-class state_reader {
- public:
-  state_reader(const std::string& text, std::string where) : in_(text), where_(std::move(where)) {}
+namespace detail {
 
-  void expect(const std::string& word) {
-    const auto w = next();
-    if (w != word) bad("expected '", word, "', found '", w, "'");
-  }
-  std::string next() {
-    std::string w;
-    if (!(in_ >> w)) bad("ends early");
-    return w;
-  }
-  double real() { return to_real(next()); }
-  double to_real(const std::string& w) {
-    char* end = nullptr;
-    const double v = std::strtod(w.c_str(), &end);
-    if (end != w.c_str() + w.size() || w.empty()) bad("'", w, "' is not a number");
-    return v;
-  }
-  int64_t integer() {
-    const auto w = next();
-    char* end = nullptr;
-    const long long v = std::strtoll(w.c_str(), &end, 10);
-    if (end != w.c_str() + w.size() || w.empty()) bad("'", w, "' is not an integer");
-    return static_cast<int64_t>(v);
-  }
-  scalars named() {
-    scalars out;
-    const int64_t n = integer();
-    for (int64_t i = 0; i < n; ++i) {
-      auto name = next();
-      out[name] = real();
-    }
-    return out;
-  }
-  std::optional<metrics> eval() {
-    const auto w = next();
-    if (w == "noeval") return std::nullopt;
-    if (w != "eval") bad("expected 'eval' or 'noeval', found '", w, "'");
-    metrics m;
-    m.top1 = real();
-    const auto top5 = next();
-    if (top5 != "none") m.top5 = to_real(top5);
-    m.loss = real();
-    m.samples = integer();
-    return m;
-  }
-  template <class... Why>
-  [[noreturn]] void bad(Why&&... why) {
-    fail("checkpoint '", where_, "' is corrupt: its run state ", std::forward<Why>(why)...);
-  }
-
- private:
-  std::istringstream in_;
-  std::string where_;
-};
-
-inline run_state parse_state(const std::string& text, const std::string& where) {
-  state_reader r(text, where);
-  run_state s;
-  r.expect("position");
-  s.epoch = r.integer();
-  s.step = r.integer();
-  s.global_step = r.integer();
-  s.stopped = r.integer() != 0;
-  r.expect("partial");
-  s.partial.loss_sum = r.real();
-  s.partial.correct1 = r.integer();
-  s.partial.correct5 = r.integer();
-  s.partial.samples = r.integer();
-  s.partial_seconds = r.real();
-  s.partial_lr = r.real();
-  r.expect("scalars");
-  s.values = r.named();
-  r.expect("rows");
-  const int64_t rows = r.integer();
-  for (int64_t i = 0; i < rows; ++i) {
-    r.expect("row");
-    epoch_record e;
-    e.epoch = r.integer();
-    e.train_loss = r.real();
-    e.train_top1 = r.real();
-    e.lr = r.real();
-    e.images_per_second = r.real();
-    e.seconds = r.real();
-    e.eval = r.eval();
-    e.values = r.named();
-    s.rows.push_back(std::move(e));
-  }
-  return s;
-}
-
+/// "seed 0, batch_size 8, ...": what a message shows of a run's identity.
 inline std::string identity_text(const run_identity& id) {
-  std::ostringstream out;
-  out << "seed " << id.seed << " batch_size " << id.batch_size << " steps_per_epoch "
-      << id.steps_per_epoch << " drop_last " << id.drop_last << " optimizer " << id.optimizer;
-  return out.str();
+  return io::describe_members(io::to_json_value(id));
 }
 
 /// States of the default generators: the CPU one, and each CUDA device's when there are any.
@@ -266,8 +183,8 @@ inline void save_checkpoint(const std::filesystem::path& path, const NetworkImpl
   torch::serialize::OutputArchive archive;
   archive.write("architecture", c10::IValue(detail::join_lines(detail::architecture_lines(net))));
   archive.write("description", c10::IValue(net.describe()));
-  archive.write("identity", c10::IValue(detail::identity_text(identity)));
-  archive.write("state", c10::IValue(detail::state_text(state)));
+  archive.write("identity", c10::IValue(io::to_json_value(identity).dump()));
+  archive.write("state", c10::IValue(io::to_json_value(state).dump()));
 
   const auto params = net.parameters(true);
   std::vector<int64_t> requires_grad;
@@ -322,6 +239,9 @@ class checkpoint {
     require(std::filesystem::exists(path), "checkpoint '", c.path_, "' does not exist");
     const std::string file = read_file(path);
     const auto first = file.find('\n');
+    if (first != std::string::npos && file.compare(0, first, detail::checkpoint_magic_v1) == 0)
+      fail("checkpoint '", c.path_, "' has format 1, written by an earlier linearize; this one "
+           "reads format 2 (", detail::checkpoint_magic, "). Delete it to start the run afresh");
     if (first == std::string::npos || file.compare(0, first, detail::checkpoint_magic) != 0)
       fail("'", c.path_, "' is not a linearize checkpoint (no '", detail::checkpoint_magic,
            "' header)");
@@ -345,8 +265,12 @@ class checkpoint {
       c.archive_.load_from(payload.data(), payload.size(), where);
       c.architecture_ = c.text("architecture");
       c.description_ = c.text("description");
-      c.identity_text_ = c.text("identity");
-      c.state_ = detail::parse_state(c.text("state"), c.path_);
+      // Errors name e.g. "'runs/x.ckpt (run state)'".
+      const auto part = [&](const char* what) { return c.path_ + " (" + what + ")"; };
+      io::read_json_value(io::parse_json(c.text("identity"), part("identity")), part("identity"),
+                          c.identity_);
+      io::read_json_value(io::parse_json(c.text("state"), part("run state")), part("run state"),
+                          c.state_);
     } catch (const linearize::error&) {
       throw;
     } catch (const std::exception& e) {
@@ -362,9 +286,9 @@ class checkpoint {
   /// Refuses to continue a run whose seed, batching or optimizer differ: it would not be the
   /// same run.
   void check_identity(const run_identity& expected) const {
-    const auto here = detail::identity_text(expected);
-    require(identity_text_ == here, "checkpoint '", path_, "' was written by another run (",
-            identity_text_, "); this run has (", here,
+    const auto there = detail::identity_text(identity_), here = detail::identity_text(expected);
+    require(there == here, "checkpoint '", path_, "' was written by another run (", there,
+            "); this run has (", here,
             "). Resuming would not reproduce it: use another checkpoint path or start afresh");
   }
 
@@ -422,8 +346,9 @@ class checkpoint {
   /// Loads the optimizer state into `optimizer`, which must be of kind `name` ("sgd", "adam")
   /// and hold the same trainable parameters, in order, as the one that was saved.
   void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& name) const {
-    require(identity_text_.find(" optimizer " + name) != std::string::npos, "checkpoint '", path_,
-            "' holds the state of another optimizer (", identity_text_, "); expected ", name);
+    require(identity_.optimizer == name, "checkpoint '", path_,
+            "' holds the state of another optimizer (", detail::identity_text(identity_),
+            "); expected optimizer ", name);
     int64_t count = 0;
     for (const auto& g : optimizer.param_groups()) count += static_cast<int64_t>(g.params().size());
     try {
@@ -479,7 +404,8 @@ class checkpoint {
 
   std::string path_;
   mutable torch::serialize::InputArchive archive_;
-  std::string architecture_, description_, identity_text_;
+  std::string architecture_, description_;
+  run_identity identity_;
   run_state state_;
 };
 

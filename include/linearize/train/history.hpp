@@ -12,7 +12,7 @@
 namespace linearize::train {
 
 /// Named scalars that hooks read and write; saved in every checkpoint and copied into each
-/// epoch's row. Names hold no whitespace (they are written as words).
+/// epoch's row.
 using scalars = std::map<std::string, double>;
 
 struct epoch_record {

@@ -5,16 +5,15 @@
 // loop calls step() every step and pays for a clock read, nothing more, between redraws.
 #include <linearize/support/error.hpp>
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <iomanip>
 #include <iostream>
 #include <ostream>
-#include <sstream>
 #include <string>
 
 namespace linearize::train {
@@ -37,15 +36,9 @@ struct progress_options {
 [[nodiscard]] inline std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const auto s = static_cast<int64_t>(seconds + 0.5);
-  std::ostringstream out;
-  out << std::setfill('0');
-  if (s >= 3600)
-    out << s / 3600 << 'h' << std::setw(2) << (s % 3600) / 60 << 'm';
-  else if (s >= 60)
-    out << s / 60 << 'm' << std::setw(2) << s % 60 << 's';
-  else
-    out << s << 's';
-  return out.str();
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
 }
 
 class progress_meter {
@@ -116,12 +109,9 @@ class progress_meter {
     const double eta = steps_done_ > 0 ? elapsed / static_cast<double>(steps_done_) *
                                              static_cast<double>(left)
                                        : NAN;
-    std::ostringstream out;
-    out << "epoch " << epoch + 1 << '/' << epochs_ << "  step " << step + 1 << '/' << steps_
-        << std::fixed << std::setprecision(4) << "  loss " << loss << std::setprecision(2)
-        << "  acc " << 100 * accuracy << "%" << std::setprecision(0) << "  " << images_per_second
-        << " img/s  ETA " << format_duration(eta);
-    return out.str();
+    return fmt::format("epoch {}/{}  step {}/{}  loss {:.4f}  acc {:.2f}%  {:.0f} img/s  ETA {}",
+                       epoch + 1, epochs_, step + 1, steps_, loss, 100 * accuracy,
+                       images_per_second, format_duration(eta));
   }
 
   void draw(const std::string& line) {

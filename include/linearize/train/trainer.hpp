@@ -28,6 +28,7 @@
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/progress.hpp>
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -35,9 +36,7 @@
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
-#include <iomanip>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -211,22 +210,16 @@ inline void materialize_slots(NetworkImpl& net, const data::batch_loader& loader
 }
 
 inline std::string epoch_summary(const epoch_record& r, int64_t epochs) {
-  std::ostringstream out;
-  out << "epoch " << r.epoch + 1 << '/' << epochs << std::fixed << std::setprecision(4)
-      << "  loss " << r.train_loss << std::setprecision(2) << "  acc " << 100 * r.train_top1
-      << "%";
+  auto out = fmt::format("epoch {}/{}  loss {:.4f}  acc {:.2f}%", r.epoch + 1, epochs, r.train_loss,
+                         100 * r.train_top1);
   if (r.eval) {
-    out << "  held-out top1 " << 100 * r.eval->top1 << "%";
-    if (r.eval->top5) out << " top5 " << 100 * *r.eval->top5 << "%";
-    out << std::setprecision(4) << " loss " << r.eval->loss;
+    out += fmt::format("  held-out top1 {:.2f}%", 100 * r.eval->top1);
+    if (r.eval->top5) out += fmt::format(" top5 {:.2f}%", 100 * *r.eval->top5);
+    out += fmt::format(" loss {:.4f}", r.eval->loss);
   }
-  out << std::setprecision(6) << std::defaultfloat << "  lr " << r.lr << std::fixed
-      << std::setprecision(0) << "  " << r.images_per_second << " img/s  " << std::setprecision(1)
-      << r.seconds << " s";
-  // Precision reset: the seconds above left it at 1 (a held-out accuracy of 0.8595 read "0.9").
-  for (const auto& [name, v] : r.values)
-    out << "  " << name << ' ' << std::defaultfloat << std::setprecision(6) << v;
-  return out.str();
+  out += fmt::format("  lr {:.6g}  {:.0f} img/s  {:.1f} s", r.lr, r.images_per_second, r.seconds);
+  for (const auto& [name, v] : r.values) out += fmt::format("  {} {:.6g}", name, v);
+  return out;
 }
 
 }  // namespace detail
