@@ -164,6 +164,41 @@ TEST_CASE("drop_test: the statistical rule rejects clearly bad candidates on a p
   CHECK_FALSE(off.passed());
 }
 
+TEST_CASE("early rejection rarely rejects a candidate just under ADT that differs from the "
+          "reference on many samples", "[bcd]") {
+  // 4,000 samples, threshold 0.3 points (12 samples). Each candidate turns 60 samples the
+  // reference got right wrong and 52 it got wrong right: a true drop of 8 / 4,000 = 0.2 points,
+  // under the threshold, with the spread of 112 changed samples. Scored to the end it passes;
+  // the sequential test must not reject it on a prefix more than rarely (z = 3 per look).
+  const int64_t n = 4000;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
+  const auto ref = torch::rand({n}, gen).lt(0.9);
+  const auto right = ref.nonzero().reshape({-1}), wrong = ref.logical_not().nonzero().reshape({-1});
+  const select::early_rejection rule{.z = 3, .min_samples = 256};
+  const auto candidate = [&](int64_t down, int64_t up) {
+    auto c = ref.clone();
+    c.index_fill_(0, right.index_select(0, torch::randperm(right.numel(), gen).slice(0, 0, down)), false);
+    c.index_fill_(0, wrong.index_select(0, torch::randperm(wrong.numel(), gen).slice(0, 0, up)), true);
+    return c;
+  };
+  const auto score = [&](const torch::Tensor& c, select::early_rejection r) {
+    select::drop_test t(ref, 0.003, r);
+    for (int64_t b = 0; b < n && !t.add(c.slice(0, b, b + 250)); b += 250) {
+    }
+    return t;
+  };
+  int64_t false_rejections = 0, trials = 200;
+  for (int64_t k = 0; k < trials; ++k) {
+    const auto c = candidate(60, 52);
+    CHECK(score(c, {.enabled = false}).passed());  // the whole set says: under ADT
+    false_rejections += score(c, rule).rejected();
+  }
+  INFO(false_rejections << " of " << trials << " rejected early");
+  CHECK(false_rejections <= trials / 20);  // at most 5%
+  // Just over the threshold (a drop of 18 / 4,000 = 0.45 points): never passes.
+  for (int64_t k = 0; k < 20; ++k) CHECK_FALSE(score(candidate(70, 52), rule).passed());
+}
+
 // ---- proposals -------------------------------------------------------------------------------------
 
 TEST_CASE("blocks: exactly DRC active entries with element masks, seeded; at least DRC ReLUs with "

@@ -30,8 +30,6 @@
 #include <filesystem>
 #include <limits>
 #include <vector>
-#include <cstdio>
-#include <cstdlib>
 
 namespace linearize {
 
@@ -52,12 +50,12 @@ namespace detail {
 /// weight 1.
 template <class Relax, class Context>
 weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
-                           const std::vector<double>& per_entry) {
+                           const std::vector<double>& per_entry, uint64_t round) {
   const MaskSet& masks = ctx.masks;
   const auto& data = ctx.data.train;
   train::detail::mode_guard eval_mode(ctx.net, /*training=*/false);
   const auto device = train::device_of(ctx.net);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed(0x9b0beu));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed(0x9b0beu + round));
   const int64_t n = std::min(data.size(), std::max<int64_t>(1, batches) * ctx.options.batch_size);
   const auto picked = torch::randperm(data.size(), gen, torch::kLong).slice(0, 0, n);
   std::vector<torch::Tensor> params, sum, squares;
@@ -177,7 +175,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   const bool fresh = opts.checkpoint.empty() || !std::filesystem::exists(opts.checkpoint);
   if constexpr (probing_scheduler<Sched>) {
     if (fresh) {
-      const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry);
+      const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry, 0);
       ctx.count_images(probe.images);
       sched.start(opts.values, progress(opts.values, 0, -1), probe);
     } else {
@@ -212,18 +210,21 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                 // set) would otherwise never correct the penalty at all.
                 if constexpr (stepwise_penalty_scheduler<Sched>)
                   if ((c.step + 1) % std::max<int64_t>(1, std::min<int64_t>(sched.every_steps(), c.steps_per_epoch)) == 0)
-                  {
-                    const auto pp = progress(c.values, c.epoch, c.step);
-                    sched.after_step(c.values, pp);
-                    if (std::getenv("LZ_DEBUG")) std::fprintf(stderr, "DBG t %.2f count %lld target? w %.3g speed %.3g cross %.2f\n", pp.epochs_done(), (long long)pp.count, c.values.at(penalty_weight_key), pp.mask_speed, pp.crossing_epochs);
-                  }
+                    sched.after_step(c.values, progress(c.values, c.epoch, c.step));
               },
           .after_epoch =
               [&](train::epoch_context& c) {
                 const auto p = progress(c.values, c.epoch, steps_per_epoch - 1);
                 c.values["relu_count"] = static_cast<double>(p.count);
-                return sched.after_epoch(c.values, p) ? train::epoch_action::stop
-                                                      : train::epoch_action::proceed;
+                if (sched.after_epoch(c.values, p)) return train::epoch_action::stop;
+                // Before the epoch's checkpoint, so that a resumed search has the same curve.
+                if constexpr (reprobing_scheduler<Sched>) {
+                  const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry,
+                                                           static_cast<uint64_t>(c.epoch) + 1);
+                  ctx.count_images(probe.images);
+                  sched.refresh(c.values, p, probe);
+                }
+                return train::epoch_action::proceed;
               },
       });
   masks.clear_gates();

@@ -21,6 +21,7 @@
 #include <linearize/pipeline/chain.hpp>
 #include <linearize/pipeline/mask_search.hpp>
 #include <linearize/policy/budget.hpp>
+#include <linearize/policy/concepts/finetune.hpp>
 #include <linearize/policy/run_types.hpp>
 #include <linearize/policy/selected.hpp>
 #include <linearize/policy/stage_context.hpp>
@@ -37,6 +38,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace linearize {
 
@@ -117,12 +119,20 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
 
 }  // namespace detail
 
-/// Runs `m` (a pipeline stage or a chain) on `net`, distilling from `teacher` (a frozen copy of
-/// the original network; null: no distillation), until the network holds at most `b` ReLUs.
-/// Training phases augment as options.augment says, else as data.augment (the baseline's).
-template <method Method>
-run_result run(const Method& m, const Network& net, const Network& teacher, const run_data& data,
-               const budget& b, run_options options = {}) {
+/// What run_finetune() did.
+struct finetune_run {
+  finetune_outcome outcome{};
+  double test_accuracy_before = NAN;  ///< the network as given (its mask made hard)
+  double test_accuracy = NAN;         ///< after the finetune (the epoch it kept)
+  int64_t images_forwarded = 0;
+  std::vector<history_row> history{};
+  double seconds = 0;
+};
+
+namespace detail {
+/// The checks and the settings run() and run_finetune() share; returns the frozen teacher.
+inline Network prepare_run(const Network& net, const Network& teacher, const run_data& data,
+                           run_options& options) {
   require(net != nullptr, "run: the network is null");
   if (!options.augment) options.augment = data.augment;
   require(options.augment.has_value(), "run: no augmentation chosen: set run_options::augment "
@@ -139,6 +149,42 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
   // the next run copies its student from, and a frozen baseline would give frozen students).
   Network frozen_teacher = teacher ? teacher->copy() : nullptr;
   if (frozen_teacher) freeze(*frozen_teacher);
+
+  return frozen_teacher;
+}
+
+/// The scheduler of a context that only finetunes.
+struct unscheduled {};
+}  // namespace detail
+
+/// Finetunes `net` as it stands (its current mask made hard) with `finetune`, distilling from
+/// `teacher`: a stage's finetune on its own, e.g. for a loaded mask, or to give a method the rest
+/// of a compute budget after run(). Checkpoints into options.work_dir as phase `phase`.
+template <finetune_policy Finetune>
+finetune_run run_finetune(const Finetune& finetune, const Network& net, const Network& teacher,
+                          const run_data& data, run_options options, const std::string& phase = "finetune") {
+  const auto frozen_teacher = detail::prepare_run(net, teacher, data, options);
+  const auto start = std::chrono::steady_clock::now();
+  stage_context ctx(*net, frozen_teacher, data, options, 0, MaskSet(*net).relu_count(), finetune,
+                    detail::unscheduled{});
+  ctx.masks.harden(ctx.masks.binary());
+  finetune_run out;
+  out.test_accuracy_before = ctx.accuracy(data.test);
+  out.outcome = ctx.finetune(finetune.epochs, phase);
+  out.test_accuracy = ctx.accuracy(data.test);
+  out.images_forwarded = ctx.spent.images_forwarded;
+  out.history = std::move(ctx.spent.history);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+/// Runs `m` (a pipeline stage or a chain) on `net`, distilling from `teacher` (a frozen copy of
+/// the original network; null: no distillation), until the network holds at most `b` ReLUs.
+/// Training phases augment as options.augment says, else as data.augment (the baseline's).
+template <method Method>
+run_result run(const Method& m, const Network& net, const Network& teacher, const run_data& data,
+               const budget& b, run_options options = {}) {
+  const auto frozen_teacher = detail::prepare_run(net, teacher, data, options);
 
   const auto start = std::chrono::steady_clock::now();
   run_result result;

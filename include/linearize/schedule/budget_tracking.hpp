@@ -4,31 +4,34 @@
 // penalty weight is corrected multiplicatively by how far the count is off the path. The path is
 // log-linear (counts fall over orders of magnitude).
 //
-// Dead time, and the plan in mask space. A mask only counts as removed once it has travelled
-// from its start (1 for l1_mix) to the relaxation's boundary (0.01), and under Adam a parameter
-// moves about lr per step however large the penalty: with SNL's lr of 1e-3 that is ~1,000 steps,
-// 12 epochs of 10,000 images, while the count does not move at all. A controller that corrects by
-// the count meanwhile pushes the weight up at every check and, once the masks arrive, all of them
-// cross at once (measured: a 3-epoch plan to 5% on ResNet18-IN width 16 ended at 96,000 of
-// 96,000 ReLUs with the old defaults). So this scheduler plans in mask space:
+// Dead time. A mask only counts as removed once it has travelled from its start (1 for l1_mix)
+// to the relaxation's boundary (0.01), and under Adam a parameter moves about lr per step however
+// large the penalty: with SNL's lr of 1e-3 that is ~1,000 steps, 12 epochs of 10,000 images,
+// while the count does not move at all. A controller that corrects by the count meanwhile pushes
+// the weight up at every check and, once the masks arrive, all of them cross at once (measured:
+// a 3-epoch plan to 5% on ResNet18-IN width 16 ended at 96,000 of 96,000 ReLUs with the old
+// defaults, lambda0 1e-5 and 2x per correction). So:
 //  - speed: the masks move fast enough to cross in `cross_fraction` of the plan (the search
-//    scales their learning rate, pipeline/mask_speed.hpp; `speed` fixes it instead);
-//  - lead: while the plan pushes, the count is taken `lead_level` of the way from kept to the
-//    boundary, so a mask counts as leaving soon after it starts to move: the weight is corrected
-//    by a count that answers within a few checks, not after the crossing time;
-//  - then the counting level rises to the boundary at the pace a pushed mask travels, and the
-//    plan holds the budget until `plan_fraction` of the epochs, when the true count is there;
-//    meanwhile the weight holds (a correction then would act too late to count).
-// The time a mask needs to cross comes from the search (search_progress::crossing_epochs).
+//    scales their learning rate, pipeline/mask_speed.hpp), but no faster than keeps a removed
+//    mask's jitter (about one step) inside the margin to the boundary (l1_mix: 0.01 / lr, 10x);
+//    `speed` fixes it instead;
+//  - the plan holds the start count until the first pushed masks can arrive (their crossing
+//    time, search_progress::crossing_epochs), then falls log-linearly to the budget at
+//    `plan_fraction` of the epochs;
+//  - the weight is the weight that pushes what the plan wants gone one crossing time from now
+//    (feedforward, below), times a correction the count's distance from the plan moves
+//    (feedback) by at most `feedback_rate` per crossing time: faster, it would integrate what the
+//    masks have not yet had time to show.
 //
 // The weight. How large it must be to push a given number of ReLUs depends on the network, the
 // data and the loss (3e-4 on ResNet18-IN width 16 for Fashion-MNIST; SNL's 1e-5 is a start for
 // a search of hundreds of epochs). With lambda0 = 0 (the default) the search measures it first
 // (policy/weight_probe.hpp, `probe_batches` batches): the weight each count needs, kept as a
-// curve of `probe_points` points. The weight is then that curve at the plan's next count
-// (feedforward) times a correction factor that the count's distance from the plan moves
-// (feedback): the plan's pace no longer depends on how fast corrections may compound. A given
-// lambda0 replaces the curve by a constant (feedback alone).
+// curve of `probe_points` points, which gives the feedforward. The start's probe sees every ReLU
+// in place (and a student equal to its teacher); as ReLUs go, the rest matter more, so the curve
+// is measured again at each epoch's end and the feedback makes up what remains. A given lambda0
+// replaces the curve by a constant. A plan whose masks cannot cross within the search is an
+// error, not a search that ends where it started.
 //
 // Saturation (anti-windup). Past some weight the count stops falling: with l1_mix under Adam,
 // gates pushed to zero jitter by about the mask's step around it, and when that is near the
@@ -60,7 +63,7 @@ struct budget_tracking {
   int64_t probe_batches = 8;    ///< batches the probe measures on
   int64_t probe_points = 24;    ///< points of the weight-for-count curve kept from the probe
   int64_t check_every = 10;     ///< steps between corrections
-  double gain = 0.5;            ///< correction = exp(gain * log(count / target)), clipped
+  double gain = 1.0;            ///< correction = exp(gain * log(count / target)), clipped
   double max_change = 2.0;      ///< per correction, the weight changes by at most this factor
   int64_t overtime = 2;         ///< epochs allowed beyond `epochs` before giving up
   /// Once the count has responded (fallen 10% below the start), the correction factor stays
@@ -72,7 +75,7 @@ struct budget_tracking {
   double speed = 0;
   double cross_fraction = 0.5;
   /// The correction changes by at most this factor over the time a mask takes to cross.
-  double feedback_rate = 1.5;
+  double feedback_rate = 3.0;
 
   // Scalars kept with the penalty weight (saved with the search's checkpoint).
   static constexpr const char* min_count_key = "tracking_min_count";
@@ -106,7 +109,28 @@ struct budget_tracking {
   /// curve (log-spaced counts from 90% of the start to a quarter of the budget) and start on it.
   void start(scalars& state, const search_progress& p, const weight_probe& probe) const {
     start(state);
+    // Masks that cannot reach the boundary within the search cannot remove anything: say so
+    // rather than end at the start count.
+    require(p.crossing_epochs <= static_cast<double>(max_epochs()),
+            "budget_tracking: a mask needs ", p.crossing_epochs,
+            " epochs to cross the relaxation's boundary at speed ", p.mask_speed,
+            ", more than the search's ", max_epochs(),
+            " epochs; expected a longer search (epochs), a larger search learning rate, or a "
+            "faster speed");
     if (lambda0 > 0) return;
+    keep_curve(state, p, probe);
+    state[penalty_weight_key] = feedforward(state, target(p, lag_epochs(p)));
+  }
+
+  /// At an epoch's end: the curve measured again on the network as it is now (the start's sees
+  /// every ReLU in place; as they go, the rest matter more). The correction is kept, so the
+  /// weight moves to the new curve at the next check.
+  void refresh(scalars& state, const search_progress& p, const weight_probe& probe) const {
+    if (lambda0 > 0 || !state.contains(curve_points_key)) return;
+    keep_curve(state, p, probe);
+  }
+
+  void keep_curve(scalars& state, const search_progress& p, const weight_probe& probe) const {
     const double from = std::log(std::max(1.0, 0.9 * static_cast<double>(p.start_count)));
     const double to = std::log(std::max(1.0, 0.25 * static_cast<double>(p.budget)));
     for (int64_t k = 0; k < probe_points; ++k) {
@@ -116,7 +140,6 @@ struct budget_tracking {
           std::clamp(probe.weight_for(static_cast<int64_t>(std::llround(count))), 1e-12, 1e3);
     }
     state[curve_points_key] = static_cast<double>(probe_points);
-    state[penalty_weight_key] = feedforward(state, target(p, lag_epochs(p)));
   }
 
   /// The weight the probe says keeps `count` ReLUs (log-log interpolation of its curve); without

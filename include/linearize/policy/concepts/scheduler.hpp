@@ -57,6 +57,15 @@ concept probing_scheduler =
       { s.start(state, p, probe) } -> std::same_as<void>;
     };
 
+/// Optional for probing schedulers: re-measure at each epoch's end (the probe at the start sees
+/// the network before any ReLU has gone; as they go, the rest matter more).
+template <class S>
+concept reprobing_scheduler =
+    probing_scheduler<S> &&
+    requires(const S& s, scalars& state, const search_progress& p, const weight_probe& probe) {
+      { s.refresh(state, p, probe) } -> std::same_as<void>;
+    };
+
 template <class S>
 concept step_scheduler =
     scheduler_policy<S> && requires(const S& s, int64_t reference, int64_t target) {
