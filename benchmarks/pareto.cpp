@@ -1,20 +1,24 @@
-// The accuracy-versus-ReLU-budget benchmark: SNL, coordinate descent on SNL's result, DeepReDuce
-// and a uniform-random selection over a list of budgets, all from one cached baseline, on the
-// same data split, with the same finetune recipe. Writes
-//   <out>/pareto.csv, pareto.json        one row per result (method, budget, ReLU count, test
-//                                        accuracy, PI latency, wall time, images forwarded)
-//   <out>/accuracy_vs_relus.svg          accuracy against ReLU count (log axis), one line a method
-//   <out>/relus_per_layer.svg            ReLUs kept per layer of one result (--layers-of)
-//   <out>/work/...                       checkpoints: rerunning the command resumes
-//
-//   pareto                      # defaults: the README's run (18 minutes on the 2-core VM)
-//   pareto --quick              # a small network and data subsets: a few minutes (CI runs it)
-//
-// Coordinate descent at budget B starts from SNL's result at the next larger budget of the list
-// (B_ref; by default 10% -> 5% is the paper's B_ref -> B_ref / 2 comparison); its cost columns
-// count both stages.
-// DeepReDuce's points are its culling/thinning steps down to the fewest ReLUs they reach
-// (criticality measured once, each step followed by KD, a final KD finetune at the end).
+// The accuracy-versus-ReLU-budget benchmark as evidence: at each budget every method gets the
+// same compute (images forwarded: search, scoring and finetuning together), over several seeds,
+// and comparisons are paired differences with their standard errors. Methods, from one cached
+// baseline on one data split:
+//   baseline           the network as trained (no compute)
+//   linear             every ReLU removed, then KD finetuning with the whole compute (the floor)
+//   random             uniform-random ReLUs at the budget, then KD with the whole compute
+//   snl-lasso          SNL with its own schedule (lasso_growth from 1e-5, x1.1 an epoch), its
+//                      search capped by the compute, magnitude selection, KD with the rest
+//   snl-tracking       SNL with budget_tracking (the library's defaults), then KD with the rest
+//   snl-tracking+bcd   coordinate descent from snl-tracking's search at the next larger budget
+//                      (both stages' images count), then KD with the rest
+//   deepreduce         culling and thinning to the fewest ReLUs it reaches, then KD with the rest
+// Writes, into --out:
+//   pareto.csv, pareto.json     one row per method, budget and seed (images forwarded, the
+//                               top-up epochs it got, accuracy before the top-up)
+//   summary.md                  mean +- s.e. per method and budget, and the paired comparisons
+//   accuracy_vs_relus.svg       mean accuracy against mean ReLU count, s.e. as bars
+//   work/...                    checkpoints: rerunning the command resumes
+// and with --readme FILE the same tables between FILE's `<!-- pareto:begin -->` and
+// `<!-- pareto:end -->` lines, so that the README quotes this run's files.
 #include "../examples/cli.hpp"
 
 #include <linearize/linearize.hpp>
@@ -24,7 +28,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -44,24 +47,22 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd", "deepreduce"};
+
 struct settings {
-  std::string budgets_text = "10%,5%,3%,1%", methods_text = "snl,bcd,deepreduce,random";
+  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,deepreduce";
   std::vector<std::string> budgets, methods;
   lz::train::baseline_spec spec;
   lz::train::baseline_options baseline;
   int64_t train_subset = 10000, held_out_subset = 0, test_subset = 0;
-  int64_t search_epochs = 3, finetune_epochs = 2;
-  double step_scale = 10;
-  // Measured on ResNet18-IN width 16 (README): with the library's max_change of 2 the weight
-  // winds up while the masks are still on their way down (the count only moves once they cross
-  // the threshold), and the count collapses far below the plan; 1.1 a correction keeps it near.
-  double lambda0 = 3e-4, max_change = 1.1;
-  int64_t bcd_iterations = 10, bcd_tries = 10, bcd_scoring = 2000;
-  double bcd_adt = 0.5;
-  int64_t criticality_epochs = 1, step_epochs = 1;
-  std::string layers_of;
+  int64_t seeds = 3;
   uint64_t seed = 0;
-  fs::path out = "runs/pareto";
+  double compute_epochs = 8;  ///< images per result = this x the training images
+  int64_t search_epochs = 3;  ///< budget_tracking's plan
+  int64_t bcd_iterations = 5, bcd_tries = 8, bcd_scoring = 1000;
+  double bcd_adt = 0.3;
+  int64_t criticality_epochs = 1, step_epochs = 1;
+  fs::path out = "runs/pareto", readme;
   bool quick = false;
 };
 
@@ -75,12 +76,12 @@ void add_options(CLI::App& app, settings& s) {
             return split_list(text).empty() ? std::string("expected e.g. 8%,4%,2%") : std::string();
           },
           "LIST"));
-  app.add_option("--methods", s.methods_text, "any of snl, bcd, deepreduce, random")
+  app.add_option("--methods", s.methods_text, "any of linear, random, lasso, tracking, bcd, deepreduce")
       ->check(CLI::Validator(
           [](std::string& text) {
             for (const auto& m : split_list(text))
-              if (m != "snl" && m != "bcd" && m != "deepreduce" && m != "random")
-                return "unknown method '" + m + "'; expected snl, bcd, deepreduce or random";
+              if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end())
+                return "unknown method '" + m + "'; expected linear, random, lasso, tracking, bcd or deepreduce";
             return std::string();
           },
           "LIST"));
@@ -89,15 +90,13 @@ void add_options(CLI::App& app, settings& s) {
   app.add_option("--held-out-subset", s.held_out_subset, "held-out images for model selection and BCD scoring (0: all)")
       ->check(count(0));
   app.add_option("--test-subset", s.test_subset, "test images (0: all)")->check(count(0));
-  app.add_option("--search-epochs", s.search_epochs, "SNL's planned mask-search epochs (budget_tracking)")
-      ->check(count(1));
-  app.add_option("--step-scale", s.step_scale, "l1_mix step_scale (how fast the masks move under Adam)")
+  app.add_option("--seeds", s.seeds, "runs of every method and budget, seeds --seed, --seed + 1, ...")->check(count(1));
+  cli::add_seed(app, s.seed, "the first seed of the methods' searches and finetuning");
+  app.add_option("--compute", s.compute_epochs,
+                 "images forwarded per result, in epochs of the training images (search, scoring and "
+                 "finetuning together; what a method leaves goes to KD finetuning)")
       ->check(cli::above(0));
-  app.add_option("--lambda0", s.lambda0, "SNL's initial penalty weight")->check(cli::above(0));
-  app.add_option("--max-change", s.max_change, "budget_tracking: the most the weight changes per correction")
-      ->check(cli::above(1));
-  app.add_option("--finetune-epochs", s.finetune_epochs, "KD epochs after every method (the same for all)")
-      ->check(count(0));
+  app.add_option("--search-epochs", s.search_epochs, "snl-tracking's planned mask-search epochs")->check(count(1));
   app.add_option("--bcd-iterations", s.bcd_iterations, "coordinate-descent iterations per run (DRC follows)")
       ->check(count(1));
   app.add_option("--bcd-tries", s.bcd_tries, "K: candidate blocks per iteration")->check(count(1));
@@ -107,13 +106,13 @@ void add_options(CLI::App& app, settings& s) {
       ->check(count(1));
   app.add_option("--step-epochs", s.step_epochs, "DeepReDuce: KD epochs after each culling/thinning step")
       ->check(count(0));
-  app.add_option("--layers-of", s.layers_of, "the result whose per-layer ReLUs are plotted, as method@budget "
-                 "(default: snl at the smallest budget)");
-  cli::add_seed(app, s.seed, "seeds the methods' searches and finetuning");
   app.add_option("--out", s.out, "output directory (--quick: runs/pareto_quick)");
+  app.add_option("--readme", s.readme, "also write the tables into this markdown file, between its "
+                 "<!-- pareto:begin --> and <!-- pareto:end --> lines");
   app.add_flag("--quick", s.quick,
-               "a smoke run: width 4, 1,000 training images, 500 held-out, 1,000 test, budgets 10%,5%, one "
-               "epoch each, 3 BCD iterations of 3 tries on 500 images; options given explicitly win");
+               "a smoke run: width 4, 3,000 training images, 300 held-out, 500 test, budgets 10%,5%, "
+               "2 seeds, compute 6 epochs, a 4-epoch search, 2 BCD iterations of 2 tries on 250 images; "
+               "options given explicitly win");
 }
 
 /// --quick: small enough for CI; its numbers say nothing about the methods. Only options not
@@ -123,16 +122,18 @@ void apply_quick(const CLI::App& app, settings& s) {
     if (app.count(option) == 0) value = small;
   };
   quick("--width", s.spec.width, std::optional<double>(4));
-  quick("--train-subset", s.train_subset, 1000);
-  quick("--held-out-subset", s.held_out_subset, 500);
-  quick("--test-subset", s.test_subset, 1000);
-  quick("--search-epochs", s.search_epochs, 1);
-  quick("--finetune-epochs", s.finetune_epochs, 1);
-  quick("--bcd-iterations", s.bcd_iterations, 3);
-  quick("--bcd-tries", s.bcd_tries, 3);
-  quick("--bcd-scoring-size", s.bcd_scoring, 500);
+  // 3,000 images: 24 steps an epoch, so that l1_mix's masks can cross within a 4-epoch search.
+  quick("--train-subset", s.train_subset, 3000);
+  quick("--held-out-subset", s.held_out_subset, 300);
+  quick("--test-subset", s.test_subset, 500);
+  quick("--seeds", s.seeds, 2);
+  quick("--compute", s.compute_epochs, 6.0);
+  quick("--search-epochs", s.search_epochs, 4);
+  quick("--bcd-iterations", s.bcd_iterations, 2);
+  quick("--bcd-tries", s.bcd_tries, 2);
+  quick("--bcd-scoring-size", s.bcd_scoring, 250);
   quick("--criticality-epochs", s.criticality_epochs, 1);
-  quick("--step-epochs", s.step_epochs, 1);
+  quick("--step-epochs", s.step_epochs, 0);
   quick("--budgets", s.budgets_text, std::string("10%,5%"));
   quick("--out", s.out, fs::path("runs/pareto_quick"));
   s.baseline.recipe.epochs = 1;
@@ -143,25 +144,12 @@ bool wants(const settings& s, const std::string& method) {
   return std::find(s.methods.begin(), s.methods.end(), method) != s.methods.end();
 }
 
-/// A pipeline's result as a benchmark row; `start` adds the cost of the stage it started from.
-lz::io::result_row row_of(const lz::run_result& r, const std::string& method, const std::string& budget_text,
-                          const lz::run_result* start = nullptr) {
-  auto row = lz::result_row(r, method, lz::pi::delphi());
-  row.set("budget_text", budget_text);
-  if (start) {
-    row.wall_time_s += start->seconds;
-    row.images_forwarded += start->images_forwarded;
-    row.set("start_relus", start->relu_count);
-    row.set("own_images_forwarded", r.images_forwarded);
-  }
-  return row;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::app app{"The accuracy-versus-ReLU-budget benchmark: SNL, SNL + coordinate descent, DeepReDuce and "
-               "uniform-random selection from one cached baseline. Rerunning resumes from <out>/work.",
+  cli::app app{"The accuracy-versus-ReLU-budget benchmark at equal compute over seeds: the linear floor, "
+               "random selection, SNL (lasso and budget_tracking), SNL + coordinate descent and DeepReDuce "
+               "from one cached baseline. Rerunning resumes from <out>/work.",
                "pareto"};
   settings settings_;
   add_options(app, settings_);
@@ -173,6 +161,7 @@ int main(int argc, char** argv) {
     const auto rt = lz::runtime::configure();
     fmt::print("linearize pareto: {} threads, {}, fused kernel {}{}\n", rt.threads, rt.allocator_name(),
                lz::kernels::simd_name(), s.quick ? "; --quick: a smoke run, not a measurement" : "");
+    if (!s.readme.empty()) (void)lz::io::replace_section(lz::read_file(s.readme), "pareto", "", s.readme.string());
 
     // One baseline and one split for every method.
     const auto base = lz::train::load_or_train_baseline(s.spec, s.baseline);
@@ -181,9 +170,13 @@ int main(int argc, char** argv) {
     if (s.held_out_subset > 0) data.held_out = data.held_out.take(s.held_out_subset);
     if (s.test_subset > 0) data.test = data.test.take(s.test_subset);
     const int64_t total = lz::MaskSet(*base.net).total_relus();
-    fmt::print("baseline {}: test top-1 {:.2f}%, {} ReLUs; methods see {} train, {} held-out, {} test images\n",
+    const auto compute = static_cast<int64_t>(s.compute_epochs * static_cast<double>(data.train.size()));
+    // A KD epoch forwards the training images and evaluates the held-out ones (keep-best).
+    const int64_t epoch_images = data.train.size() + data.held_out.size();
+    fmt::print("baseline {}: test top-1 {:.2f}%, {} ReLUs; methods see {} train, {} held-out, {} test images; "
+               "{} images forwarded per result, {} seed(s)\n",
                base.record.model, 100 * base.record.test_top1, lz::grouped(total), lz::grouped(data.train.size()),
-               lz::grouped(data.held_out.size()), lz::grouped(data.test.size()));
+               lz::grouped(data.held_out.size()), lz::grouped(data.test.size()), lz::grouped(compute), s.seeds);
 
     std::vector<int64_t> counts;
     for (const auto& b : s.budgets) counts.push_back(lz::parse_budget(b).resolve(total));
@@ -191,145 +184,191 @@ int main(int argc, char** argv) {
       lz::require(counts[i] < counts[i - 1], "pareto: --budgets must be largest first and distinct; '",
                   s.budgets[i], "' (", counts[i], " ReLUs) follows '", s.budgets[i - 1], "' (", counts[i - 1], ")");
 
-    lz::run_options options;
-    options.seed = s.seed;
-    options.augment = base.record.recipe.augment;
-    options.progress.mode = lz::train::progress_mode::lines;
-    const auto finetune = lz::finetune::distill{.epochs = s.finetune_epochs};
-    const auto work = [&](const std::string& name) {
-      auto o = options;
-      o.work_dir = s.out / "work" / name;
-      return o;
-    };
-
-    std::vector<lz::io::result_row> rows;
-    std::map<std::string, lz::Network> nets;  // "method@budget" -> the network it left
-    const auto keep = [&](lz::io::result_row row, const std::string& key, const lz::Network& net) {
-      fmt::print("  -> {}: {} ReLUs, test {:.2f}%, {:.3f} s PI latency, {:.0f} s, {} images forwarded\n", key,
-                 lz::grouped(row.relu_count), row.accuracy, row.pi_latency_s, row.wall_time_s,
-                 lz::grouped(row.images_forwarded));
-      std::fflush(stdout);
-      rows.push_back(std::move(row));
-      nets[key] = net;
-      lz::io::write_csv(s.out / "pareto.csv", rows);  // after every result: an interruption loses none
+    std::vector<lz::io::result_row> rows, steps;
+    const auto write = [&] {  // after every result: an interruption loses none
+      lz::io::write_csv(s.out / "pareto.csv", rows);
       lz::io::write_json(s.out / "pareto.json", rows);
+      if (!steps.empty()) lz::io::write_csv(s.out / "deepreduce_steps.csv", steps);
     };
     {
       lz::io::result_row row{.method = "baseline", .budget = static_cast<double>(total), .relu_count = total,
                              .accuracy = 100 * lz::train::evaluate(*base.net, data.test).top1,
                              .pi_latency_s = lz::pi::delphi().latency(total)};
-      keep(row, "baseline", base.net);
+      row.set("budget_text", "100%");
+      rows.push_back(row);
     }
 
-    // SNL at every budget (BCD starts from these).
-    std::map<int64_t, lz::run_result> snl_results;
-    if (wants(s, "snl") || wants(s, "bcd")) {
-      const auto snl = lz::pipeline(lz::relax::l1_mix{.step_scale = s.step_scale},
-                                    lz::schedule::budget_tracking{.epochs = s.search_epochs, .lambda0 = s.lambda0,
-                                                                  .max_change = s.max_change},
-                                    lz::select::top_k{}, finetune);
-      for (size_t i = 0; i < counts.size(); ++i) {
-        if (!wants(s, "snl") && i + 1 == counts.size()) break;  // only BCD's starting points
-        fmt::print("\n== SNL to {} ({} ReLUs)\n", s.budgets[i], lz::grouped(counts[i]));
+    for (int64_t k = 0; k < s.seeds; ++k) {
+      const uint64_t seed = s.seed + static_cast<uint64_t>(k);
+      const auto work = [&](const std::string& name) {
+        lz::run_options o;
+        o.seed = seed;
+        o.augment = base.record.recipe.augment;
+        o.progress.mode = lz::train::progress_mode::lines;
+        o.work_dir = s.out / "work" / fmt::format("seed{}", seed) / name;
+        return o;
+      };
+      // The rest of the compute as KD finetuning, then the row. `used`: images the method took.
+      const auto finish = [&](lz::io::result_row row, const lz::Network& net, const std::string& name,
+                              const std::string& budget_text) {
+        const int64_t used = row.images_forwarded;
+        const int64_t epochs = std::max<int64_t>(0, (compute - used) / epoch_images);
+        row.set("budget_text", budget_text).set("seed", seed);
+        row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
+        if (epochs > 0) {
+          const auto ft = lz::run_finetune(lz::finetune::distill{.epochs = epochs}, net, base.net, data,
+                                           work(name), "top-up");
+          row.accuracy = 100 * ft.test_accuracy;
+          row.images_forwarded += ft.images_forwarded;
+          row.wall_time_s += ft.seconds;
+        }
+        row.relu_count = lz::MaskSet(*net).relu_count();
+        row.pi_latency_s = lz::pi::delphi().latency(row.relu_count);
+        row.set("compute", row.images_forwarded > compute ? "over" : "within");
+        fmt::print("  -> {} at {} (seed {}): {} ReLUs, test {:.2f}% ({:.2f}% before {} top-up epochs), {} of {} "
+                   "images, {:.0f} s\n",
+                   row.method, budget_text, seed, lz::grouped(row.relu_count), row.accuracy,
+                   std::stod(*row.get("accuracy_before_top_up")), epochs, lz::grouped(row.images_forwarded),
+                   lz::grouped(compute), row.wall_time_s);
+        std::fflush(stdout);
+        rows.push_back(std::move(row));
+        write();
+      };
+      const auto row_of = [&](const lz::run_result& r, const std::string& method) {
+        auto row = lz::result_row(r, method, lz::pi::delphi());
+        // Where a mask search ended, before its selection: whether the schedule reached the budget.
+        for (const auto& h : r.history)
+          if (h.phase == "search") row.set("search_count", h.relu_count);
+        return row;
+      };
+
+      if (wants(s, "linear")) {
+        fmt::print("\n== linear floor (seed {})\n", seed);
         auto net = base.net->copy();
-        const auto r = lz::run(snl, net, base.net, data, lz::budget(counts[i]), work("snl_" + s.budgets[i]));
-        snl_results[counts[i]] = r;
-        if (wants(s, "snl")) keep(row_of(r, "snl", s.budgets[i]), "snl@" + s.budgets[i], net);
-        else nets["snl@" + s.budgets[i]] = net;
+        const lz::MaskSet masks(*net);
+        masks.harden(torch::zeros_like(masks.binary()));
+        lz::io::result_row row{.method = "linear", .budget = 0, .relu_count = 0,
+                               .accuracy = 100 * lz::train::evaluate(*net, data.test).top1};
+        finish(row, net, "linear", "0");
       }
-    }
 
-    // Coordinate descent from SNL's result at the next larger budget.
-    if (wants(s, "bcd")) {
-      for (size_t i = 1; i < counts.size(); ++i) {
-        const auto& start = snl_results.at(counts[i - 1]);
-        const int64_t drc = std::max<int64_t>(1, (start.relu_count - counts[i] + s.bcd_iterations - 1) / s.bcd_iterations);
-        fmt::print("\n== coordinate descent {} -> {} ({} -> {} ReLUs, DRC {})\n", s.budgets[i - 1], s.budgets[i],
-                   lz::grouped(start.relu_count), lz::grouped(counts[i]), drc);
-        const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = s.bcd_tries, .adt = s.bcd_adt,
-                                                                   .scoring_size = s.bcd_scoring,
-                                                                   .finetune_epochs = 1},
-                                      lz::schedule::fixed_step{.drc = drc}, finetune);
-        auto net = nets.at("snl@" + s.budgets[i - 1])->copy();
-        const auto r = lz::run(bcd, net, base.net, data, lz::budget(counts[i]), work("bcd_" + s.budgets[i]));
-        auto row = row_of(r, "snl+bcd", s.budgets[i], &start);
-        const auto rep = lz::select::coordinate_report::of(r.stages.at(0));
-        row.set("bcd_iterations", rep.iterations).set("bcd_tries", rep.tries)
-            .set("bcd_early_rejections", rep.early_rejections).set("bcd_fallbacks", rep.fallbacks)
-            // The prototype scores every try on the whole training set.
-            .set("prototype_scoring_images", rep.tries * data.train.size());
-        keep(row, "bcd@" + s.budgets[i], net);
-      }
-    }
-
-    // DeepReDuce: its steps are its points.
-    if (wants(s, "deepreduce")) {
-      fmt::print("\n== DeepReDuce\n");
-      const auto o = work("deepreduce");
-      const auto measured = lz::select::measure_criticality(base.net, base.net, data, o,
-                                                    {.epochs = s.criticality_epochs}, finetune);
-      std::cout << lz::select::describe_criticality(measured.rows);
-      const lz::select::stage_criticality selection{.ranking = measured.ranking};
-      const int64_t floor = lz::select::fewest_planned(lz::MaskSet(*base.net).per_slot(), measured.ranking,
-                                                       {.thin = selection.thin, .keep_stages = selection.keep_stages});
-      const auto deepreduce = lz::pipeline(selection,
-                                           lz::schedule::stagewise{.cull_per_step = 1, .thin_per_step = 1,
-                                                                   .step_epochs = s.step_epochs},
-                                           finetune);
-      auto net = base.net->copy();
-      const auto r = lz::run(deepreduce, net, base.net, data, lz::budget(floor), o);
-      for (const auto& step : lz::select::deepreduce_report::of(r.stages.at(0)).steps) {
-        lz::io::result_row row{.method = "deepreduce", .budget = static_cast<double>(floor),
-                               .relu_count = step.relu_count, .accuracy = 100 * step.test_accuracy_finetuned,
-                               .pi_latency_s = lz::pi::delphi().latency(step.relu_count)};
-        row.set("step", step.name).set("accuracy_before_finetune", 100 * step.test_accuracy_selected);
-        rows.push_back(row);
-      }
-      auto row = row_of(r, "deepreduce", "fewest");
-      row.wall_time_s += measured.seconds;
-      row.images_forwarded += measured.images_forwarded;
-      row.set("step", "final finetune");
-      keep(row, "deepreduce@fewest", net);
-    }
-
-    // The control: uniform-random ReLUs at every budget, the same finetune.
-    if (wants(s, "random")) {
-      const auto random = lz::pipeline(lz::select::random{}, finetune);
+      // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
+      std::map<size_t, std::pair<lz::Network, lz::run_result>> searched;
       for (size_t i = 0; i < counts.size(); ++i) {
-        fmt::print("\n== random to {}\n", s.budgets[i]);
+        const auto& b = s.budgets[i];
+        const auto at = lz::budget(counts[i]);
+        if (wants(s, "random")) {
+          fmt::print("\n== random to {} (seed {})\n", b, seed);
+          auto net = base.net->copy();
+          const auto r = lz::run(lz::pipeline(lz::select::random{}, lz::finetune::distill{.epochs = 0}), net,
+                                 base.net, data, at, work("random_" + b));
+          finish(row_of(r, "random"), net, "random_" + b, b);
+        }
+        if (wants(s, "lasso")) {
+          fmt::print("\n== SNL with lasso_growth to {} (seed {})\n", b, seed);
+          // Its own schedule, its search capped so that one KD epoch fits in the compute.
+          const auto cap = std::max<int64_t>(1, compute / data.train.size() - 1);
+          auto net = base.net->copy();
+          const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::lasso_growth{.epoch_cap = cap},
+                                              lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
+                                 net, base.net, data, at, work("lasso_" + b));
+          auto row = row_of(r, "snl-lasso");
+          row.set("search_epochs", r.stages.at(0).search_epochs);
+          finish(row, net, "lasso_" + b, b);
+        }
+        if (wants(s, "tracking") || (wants(s, "bcd") && i + 1 < counts.size())) {
+          fmt::print("\n== SNL with budget_tracking to {} (seed {})\n", b, seed);
+          auto net = base.net->copy();
+          const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs},
+                                              lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
+                                 net, base.net, data, at, work("tracking_" + b));
+          searched.emplace(i, std::make_pair(net->copy(), r));
+          if (wants(s, "tracking")) {
+            auto row = row_of(r, "snl-tracking");
+            row.set("search_epochs", r.stages.at(0).search_epochs);
+            finish(row, net, "tracking_" + b, b);
+          }
+        }
+        if (wants(s, "bcd") && i > 0) {
+          const auto& [from, start] = searched.at(i - 1);
+          const int64_t drc =
+              std::max<int64_t>(1, (start.relu_count - counts[i] + s.bcd_iterations - 1) / s.bcd_iterations);
+          fmt::print("\n== coordinate descent {} -> {} ({} -> {} ReLUs, DRC {}, seed {})\n", s.budgets[i - 1], b,
+                     lz::grouped(start.relu_count), lz::grouped(counts[i]), drc, seed);
+          const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = s.bcd_tries, .adt = s.bcd_adt,
+                                                                     .scoring_size = s.bcd_scoring,
+                                                                     .finetune_epochs = 1},
+                                        lz::schedule::fixed_step{.drc = drc}, lz::finetune::distill{.epochs = 0});
+          auto net = from->copy();
+          const auto r = lz::run(bcd, net, base.net, data, at, work("bcd_" + b));
+          auto row = row_of(r, "snl-tracking+bcd");
+          row.images_forwarded += start.images_forwarded;
+          row.wall_time_s += start.seconds;
+          const auto rep = lz::select::coordinate_report::of(r.stages.at(0));
+          row.set("start_relus", start.relu_count).set("bcd_iterations", rep.iterations)
+              .set("bcd_tries", rep.tries).set("bcd_early_rejections", rep.early_rejections)
+              .set("bcd_fallbacks", rep.fallbacks);
+          finish(row, net, "bcd_" + b, b);
+        }
+      }
+
+      if (wants(s, "deepreduce")) {
+        fmt::print("\n== DeepReDuce (seed {})\n", seed);
+        const auto o = work("deepreduce");
+        const auto measured = lz::select::measure_criticality(base.net, base.net, data, o,
+                                                              {.epochs = s.criticality_epochs},
+                                                              lz::finetune::distill{.epochs = 1});
+        const lz::select::stage_criticality selection{.ranking = measured.ranking};
+        const int64_t floor = lz::select::fewest_planned(lz::MaskSet(*base.net).per_slot(), measured.ranking,
+                                                         {.thin = selection.thin, .keep_stages = selection.keep_stages});
+        const auto deepreduce = lz::pipeline(
+            selection, lz::schedule::stagewise{.cull_per_step = 1, .thin_per_step = 1, .step_epochs = s.step_epochs},
+            lz::finetune::distill{.epochs = 0});
         auto net = base.net->copy();
-        const auto r = lz::run(random, net, base.net, data, lz::budget(counts[i]), work("random_" + s.budgets[i]));
-        keep(row_of(r, "random", s.budgets[i]), "random@" + s.budgets[i], net);
+        const auto r = lz::run(deepreduce, net, base.net, data, lz::budget(floor), o);
+        for (const auto& step : lz::select::deepreduce_report::of(r.stages.at(0)).steps) {
+          lz::io::result_row row{.method = "deepreduce-step", .budget = static_cast<double>(floor),
+                                 .relu_count = step.relu_count, .accuracy = 100 * step.test_accuracy_finetuned};
+          row.set("step", step.name).set("seed", seed).set("accuracy_before_finetune", 100 * step.test_accuracy_selected);
+          steps.push_back(row);
+        }
+        auto row = row_of(r, "deepreduce");
+        row.images_forwarded += measured.images_forwarded;
+        row.wall_time_s += measured.seconds;
+        finish(row, net, "deepreduce", "own");
       }
     }
 
-    // Plots.
-    auto plot = lz::io::accuracy_plot(rows, base.record.dataset + ", " + base.record.model);
-    lz::io::write_svg(s.out / "accuracy_vs_relus.svg", plot);
-    std::string layers_key = s.layers_of;
-    if (layers_key.empty()) layers_key = nets.count("snl@" + s.budgets.back()) ? "snl@" + s.budgets.back() : nets.rbegin()->first;
-    lz::require(nets.count(layers_key), "pareto: --layers-of '", layers_key, "' is not a result of this run");
-    const lz::MaskSet masks(*nets.at(layers_key));
-    lz::io::bar_chart chart;
-    chart.title = layers_key + ": ReLUs kept per layer (" + std::to_string(masks.relu_count()) + " of " +
-                  std::to_string(total) + ")";
-    chart.bars = lz::io::bars_from(masks.per_slot());
-    lz::io::write_svg(s.out / "relus_per_layer.svg", chart);
-
-    // The table, and a check that what was written reads back.
+    // Summaries and comparisons, from the file as written.
     const auto back = lz::io::read_csv(s.out / "pareto.csv");
     lz::require(back.size() == rows.size(), "pareto: ", s.out / "pareto.csv", " holds ", back.size(), " rows; wrote ",
                 rows.size());
-    fmt::print("\n{:<12} {:<8} {:>10} {:>10} {:>12} {:>10} {:>14}\n", "method", "budget", "ReLUs", "test top-1",
-               "PI latency", "wall", "images fwd");
-    for (const auto& r : back) {
-      lz::require(r.method == "baseline" || r.method == "deepreduce" || r.relu_count <= r.budget,
-                  "pareto: ", r.method, " kept ", r.relu_count, " ReLUs over its budget of ", r.budget);
-      fmt::print("{:<12} {:<8} {:>10} {:>9.2f}% {:>11.3f}s {:>9.0f}s {:>14}\n", r.method,
-                 r.method == "deepreduce" ? "-" : fmt::format("{}", r.budget), lz::grouped(r.relu_count), r.accuracy,
-                 r.pi_latency_s, r.wall_time_s, lz::grouped(r.images_forwarded));
-    }
-    fmt::print("wrote {}/{{pareto.csv, pareto.json, accuracy_vs_relus.svg, relus_per_layer.svg}}\n", s.out.string());
+    for (const auto& r : back)
+      lz::require(r.method == "baseline" || r.method == "deepreduce" || r.relu_count <= r.budget, "pareto: ",
+                  r.method, " kept ", r.relu_count, " ReLUs over its budget of ", r.budget);
+    const auto groups = lz::io::summarize_groups(back, "budget_text");
+    std::vector<lz::io::comparison> comps;
+    const auto have = [&](const std::string& method, const std::string& b) {
+      return std::any_of(back.begin(), back.end(), [&](const auto& r) {
+        return r.method == method && lz::io::group_of(r, "budget_text") == b;
+      });
+    };
+    for (const auto& b : s.budgets)
+      for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
+               {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"}})
+        if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));
+    std::string md = fmt::format(
+        "{}, {}: {} ReLUs; {} training images, {} images forwarded per result ({:g} epochs' worth), "
+        "{} seed(s) from {}.\n\n",
+        base.record.dataset, base.record.model, lz::grouped(total), lz::grouped(data.train.size()),
+        lz::grouped(compute), s.compute_epochs, s.seeds, s.seed);
+    md += lz::io::markdown_summary(groups) + "\n" + lz::io::markdown_comparisons(comps);
+    lz::write_atomically(s.out / "summary.md", [&](std::ostream& out) { out << md; });
+    if (!s.readme.empty()) lz::io::write_section(s.readme, "pareto", md);
+    auto plot = lz::io::accuracy_plot(groups, base.record.dataset + ", " + base.record.model);
+    lz::io::write_svg(s.out / "accuracy_vs_relus.svg", plot);
+    fmt::print("\n{}\nwrote {}/{{pareto.csv, pareto.json, summary.md, accuracy_vs_relus.svg}}{}\n", md,
+               s.out.string(), s.readme.empty() ? "" : " and the tables into " + s.readme.string());
     return 0;
   });
 }

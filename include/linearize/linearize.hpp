@@ -43,7 +43,9 @@
 #include <linearize/pi/mac_count.hpp>
 
 #include <linearize/io/json.hpp>
+#include <linearize/io/markdown_section.hpp>
 #include <linearize/io/results.hpp>
+#include <linearize/io/seed_summary.hpp>
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/io/torch_export.hpp>
 

@@ -29,6 +29,7 @@ namespace linearize::io {
 struct point {
   double x = 0;
   double y = 0;
+  double y_error = 0;  ///< drawn as a bar from y - y_error to y + y_error (a standard error)
 };
 
 struct series {
@@ -317,12 +318,14 @@ inline void check_size(const char* what, int width, int height) {
       const auto& q = s.points[i];
       require(std::isfinite(q.x) && std::isfinite(q.y), "line_plot: ", kind, " series '", s.label, "', point ", i,
               ": (", q.x, ", ", q.y, "); expected finite coordinates");
+      require(std::isfinite(q.y_error) && q.y_error >= 0, "line_plot: ", kind, " series '", s.label, "', point ", i,
+              ": error bar ", q.y_error, "; expected a finite value >= 0");
       require(!p.log_x || q.x > 0, "line_plot: ", kind, " series '", s.label, "', point ", i, ": x = ", q.x,
               " on a log x axis; expected x > 0 (or set log_x = false)");
       xmin = std::min(xmin, q.x);
       xmax = std::max(xmax, q.x);
-      ymin = std::min(ymin, q.y);
-      ymax = std::max(ymax, q.y);
+      ymin = std::min(ymin, q.y - q.y_error);
+      ymax = std::max(ymax, q.y + q.y_error);
     }
   };
   for (const auto& s : p.lines) check(s, "line");
@@ -385,7 +388,14 @@ inline void check_size(const char* what, int width, int height) {
     if (ser.points.size() > 1)
       s += "<path d=\"" + path_of(ser) + "\" fill=\"none\" stroke=\"" + c +
            "\" stroke-width=\"2.2\" stroke-linejoin=\"round\"/>\n";
-    for (const auto& q : ser.points) s += marker(static_cast<int>(i), f.px(x, q.x), f.py(y, q.y), c, false) + "\n";
+    for (const auto& q : ser.points) {
+      if (q.y_error > 0) {
+        const double px = f.px(x, q.x), lo = f.py(y, q.y - q.y_error), hi = f.py(y, q.y + q.y_error);
+        const std::string style = std::string("stroke=\"") + c + "\" stroke-width=\"1.4\"";
+        s += line(px, lo, px, hi, style) + line(px - 4, lo, px + 4, lo, style) + line(px - 4, hi, px + 4, hi, style);
+      }
+      s += marker(static_cast<int>(i), f.px(x, q.x), f.py(y, q.y), c, false) + "\n";
+    }
   }
 
   // legend
