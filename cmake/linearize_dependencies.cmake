@@ -9,11 +9,17 @@ find_dependency(Boost 1.71)        # header-only use: Boost.Hana
 find_dependency(ZLIB)              # Fashion-MNIST's .gz files
 find_dependency(JPEG)              # TinyImageNet's JPEG tree
 find_dependency(Threads)
+# PI export (io/onnx_export.hpp, io/pi_manifest.hpp): ONNX's protobuf classes (Debian's
+# libonnx-dev; Debian's LibTorch links the same libonnx already) and nlohmann-json. ONNX's
+# package config needs protobuf's targets first.
+find_dependency(Protobuf)
+find_dependency(ONNX)
+find_dependency(nlohmann_json)
 # at::parallel_for is inline code: in a translation unit built without OpenMP its
 # `#pragma omp parallel` is ignored and the fused kernels run on one thread.
 find_dependency(OpenMP)
 
 function(linearize_link_dependencies target)
   target_link_libraries(${target} INTERFACE torch Boost::headers ZLIB::ZLIB JPEG::JPEG Threads::Threads
-                        OpenMP::OpenMP_CXX)
+                        OpenMP::OpenMP_CXX onnx nlohmann_json::nlohmann_json)
 endfunction()

@@ -1,0 +1,155 @@
+// Exports a linearized network for private inference: an ONNX model that evaluates only the
+// kept ReLUs, and the same graph as a JSON manifest with a raw weights file (io/pi_export.hpp).
+//
+//   export --mask runs/demo/mask       the demo's mask on the demo's baseline
+//   export                             the demo's baseline, linearized here in seconds: keep the
+//                                      budget's ReLUs with the largest first-order damage
+//                                      (select/first_order.hpp), no finetuning
+//   export --help
+//
+// The baseline is the demo's: the one examples/pretrain caches (runs/baseline/...), else the
+// quick one the demo trains (runs/demo/baseline.pt); with neither, this trains the demo's quick
+// baseline first (2 epochs, about 2 minutes on 2 cores). Writes <out>/model.onnx,
+// manifest.json, weights.bin; README ("Export for private inference") shows how to load them.
+#include <linearize/core/mask_set.hpp>
+#include <linearize/data/registry.hpp>
+#include <linearize/io/pi_export.hpp>
+#include <linearize/pi/cost_model.hpp>
+#include <linearize/pipeline/budget.hpp>
+#include <linearize/select/first_order.hpp>
+#include <linearize/support/runtime.hpp>
+#include <linearize/train/baseline.hpp>
+#include <linearize/train/evaluate.hpp>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace lz = linearize;
+
+struct settings {
+  std::string mask{};
+  std::string baseline{};
+  std::string budget = "2%";
+  int64_t samples = 512;
+  std::string data_dir{};
+  std::string out = "runs/export";
+  bool evaluate = true;
+};
+
+/// The demo's baseline: the given weights, the cached pretrain one, the demo's quick one, or a
+/// quick one trained now.
+lz::train::baseline baseline_for(const settings& s, const lz::train::baseline_spec& spec) {
+  lz::train::baseline_options options;
+  if (!s.baseline.empty()) {
+    lz::require(lz::train::baseline_complete(s.baseline), "--baseline '", s.baseline,
+                "' is not a complete baseline (weights with their .json record)");
+    options.out = s.baseline;
+  } else {
+    for (const fs::path& candidate : {lz::train::default_baseline_path(spec), fs::path("runs/demo/baseline.pt")})
+      if (lz::train::baseline_complete(candidate)) {
+        options.out = candidate;
+        break;
+      }
+    if (options.out.empty()) {
+      options.out = "runs/demo/baseline.pt";
+      options.recipe.epochs = 2;
+      fmt::print("no cached baseline: training the demo's quick one ({} epochs) into {}\n",
+                 options.recipe.epochs, options.out.string());
+    }
+  }
+  auto base = lz::train::load_or_train_baseline(spec, options);
+  fmt::print("baseline {}: {}, test top-1 {:.2f}%\n", options.out.string(), base.net->describe(),
+             100 * base.record.test_top1);
+  return base;
+}
+
+/// Keeps the budget's entries with the largest first-order damage (the ReLUs whose removal
+/// would cost most), from `samples` training images.
+void linearize_quickly(lz::NetworkImpl& net, const lz::MaskSet& masks, const settings& s,
+                       const lz::train::baseline_spec& spec) {
+  const auto budget = lz::parse_budget(s.budget);
+  const auto keep = budget.resolve(masks.total_relus());
+  const auto train = lz::data::load_dataset(spec.data, spec.data_dir, lz::data::part::train);
+  const auto damage = lz::select::estimate_first_order(net, masks, train, s.samples, 32, 0).damage;
+  // Entries in order of damage, kept while their ReLUs fit the budget.
+  const auto order = std::get<1>(damage.sort(/*stable=*/true, 0, /*descending=*/true));
+  const auto cost = masks.relus_per_entry().index_select(0, order).cumsum(0);
+  auto flat = torch::zeros({masks.entries()}, torch::kBool);
+  flat.index_put_({order}, cost.le(keep));
+  masks.harden(flat);
+  fmt::print("linearized here to {} ({} ReLUs kept) by first-order damage on {} training images, "
+             "no finetuning\n", budget.describe(), masks.relu_count(), s.samples);
+}
+
+int run(const settings& s) {
+  lz::runtime::configure();
+  lz::train::baseline_spec spec;
+  spec.data_dir = s.data_dir;
+  auto base = baseline_for(s, spec);
+  auto& net = *base.net;
+  const lz::MaskSet masks(net);
+  if (!s.mask.empty()) {
+    masks.load(s.mask);
+    fmt::print("mask {}: {} of {} ReLUs kept\n", s.mask, masks.relu_count(), masks.total_relus());
+  } else {
+    linearize_quickly(net, masks, s, spec);
+  }
+  if (s.evaluate) {
+    const auto test = lz::data::load_dataset(spec.data, spec.data_dir, lz::data::part::test);
+    fmt::print("linearized network: test top-1 {:.2f}%\n", 100 * lz::train::evaluate(net, test).top1);
+  }
+
+  const auto sample = std::vector<int64_t>{base.record.channels, base.record.image_height,
+                                           base.record.image_width};
+  const auto done = lz::io::export_for_pi(net, sample, s.out);
+  fmt::print("\nexported {} to {}/\n", done.graph.network, s.out);
+  fmt::print("  ReLUs kept by the masks        {:>9}\n", done.mask_relus);
+  fmt::print("  ReLU evaluations in the graph  {:>9}  (counted back from model.onnx: {})\n",
+             done.relus, done.onnx_relus);
+  fmt::print("  polynomial evaluations         {:>9}\n", done.polynomials);
+  fmt::print("  BatchNorms folded              {:>9}\n", done.folded.batchnorms_folded);
+  fmt::print("  slots gone (no ReLU left)      {:>9} of {}\n", done.folded.slots_removed, masks.size());
+  fmt::print("  graph vs network, max |diff|   {:>9.2e}  (on {} random inputs)\n", done.max_difference,
+             lz::io::pi_export_options{}.check_samples);
+  const auto delphi = lz::pi::delphi();
+  fmt::print("  DELPHI estimate per image      {:.3f} s, all ReLUs {:.3f} s\n",
+             delphi.latency(done.relus, 0, done.polynomials), delphi.latency(masks.total_relus()));
+  for (const auto& f : done.files) fmt::print("  wrote {}\n", f.string());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  CLI::App app{"Exports a linearized network for private inference: an ONNX model that evaluates "
+               "only the kept ReLUs, plus a JSON manifest and a raw weights file."};
+  app.add_option("--mask", s.mask, "mask file to load onto the baseline (MaskSet::save; the demo "
+                 "writes runs/demo/mask); without it the network is linearized here")
+      ->check(CLI::ExistingFile);
+  app.add_option("--baseline", s.baseline, "baseline weights (with their .json record); default: "
+                 "the cached pretrain baseline, else runs/demo/baseline.pt, else a quick one trained now");
+  app.add_option("--budget", s.budget, "without --mask: ReLUs to keep (a count, 2%, 0.02)")
+      ->capture_default_str();
+  app.add_option("--samples", s.samples, "without --mask: training images for the first-order estimate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--data-dir", s.data_dir, "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
+  app.add_option("--out", s.out, "output directory")->capture_default_str();
+  app.add_flag("!--no-evaluate", s.evaluate, "skip the test accuracy of the linearized network");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(s);
+  } catch (const std::exception& e) {  // linearize::error, and LibTorch's own
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+}
