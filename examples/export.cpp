@@ -4,14 +4,18 @@
 //   export --mask runs/demo/mask       the demo's mask on the demo's baseline
 //   export                             the demo's baseline, linearized here in seconds: keep the
 //                                      budget's ReLUs with the largest first-order damage
-//                                      (select/first_order.hpp), no finetuning
+//                                      (select/first_order.hpp), re-estimate BatchNorm, no
+//                                      finetuning
 //   export --help
 //
 // The baseline is the demo's: the one examples/pretrain caches (runs/baseline/...), else the
 // quick one the demo trains (runs/demo/baseline.pt); with neither, this trains the demo's quick
-// baseline first (2 epochs, about 2 minutes on 2 cores). Writes <out>/model.onnx,
-// manifest.json, weights.bin; README ("Export for private inference") shows how to load them.
+// baseline first (2 epochs, about 2 minutes on 2 idle cores). Writes <out>/model.onnx,
+// manifest.json, weights.bin, and <out>/check/: test images with the C++ network's logits, which
+// tests/onnx/check_onnxruntime.js compares with ONNX Runtime's; README ("Export for private
+// inference") shows how to load the export.
 #include <linearize/core/mask_set.hpp>
+#include <linearize/data/augment.hpp>
 #include <linearize/data/registry.hpp>
 #include <linearize/io/pi_export.hpp>
 #include <linearize/pi/cost_model.hpp>
@@ -19,15 +23,19 @@
 #include <linearize/select/first_order.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/train/baseline.hpp>
+#include <linearize/train/batchnorm.hpp>
 #include <linearize/train/evaluate.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -42,6 +50,7 @@ struct settings {
   std::string data_dir{};
   std::string out = "runs/export";
   bool evaluate = true;
+  int64_t check_images = 100;
 };
 
 /// The demo's baseline: the given weights, the cached pretrain one, the demo's quick one, or a
@@ -85,8 +94,43 @@ void linearize_quickly(lz::NetworkImpl& net, const lz::MaskSet& masks, const set
   auto flat = torch::zeros({masks.entries()}, torch::kBool);
   flat.index_put_({order}, cost.le(keep));
   masks.harden(flat);
-  fmt::print("linearized here to {} ({} ReLUs kept) by first-order damage on {} training images, "
-             "no finetuning\n", budget.describe(), masks.relu_count(), s.samples);
+  // Removing ReLUs moves every activation after them: re-estimate BatchNorm (SNL's binarization
+  // step, a few seconds).
+  lz::train::recalibrate_batchnorm(net, train, 8);
+  fmt::print("linearized here to {} ReLUs by first-order damage on {} training images, BatchNorm "
+             "re-estimated, no finetuning\n", masks.relu_count(), s.samples);
+}
+
+/// Test images and the C++ network's logits for them, as tests/onnx/check_onnxruntime.js reads
+/// them: <dir>/cases.json and <dir>/export/{case.json, input.bin, expected.bin}.
+void write_check(lz::NetworkImpl& net, const lz::data::image_dataset& test, int64_t images,
+                 const fs::path& dir) {
+  const auto x = lz::data::make_batch(test.images.slice(0, 0, images), test.mean, test.stdev, {}, 0);
+  net.eval();
+  torch::Tensor logits;
+  {
+    torch::NoGradGuard no_grad;
+    logits = net.forward(x);
+  }
+  const auto write = [](const fs::path& path, const torch::Tensor& t) {
+    const auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
+    std::ofstream out(path, std::ios::binary);
+    out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+    lz::require(out.good(), "cannot write '", path.string(), "'");
+  };
+  fs::create_directories(dir / "export");
+  write(dir / "export" / "input.bin", x);
+  write(dir / "export" / "expected.bin", logits);
+  const nlohmann::json c{{"name", "export"},
+                         {"model", "../../model.onnx"},
+                         {"input", "input.bin"},
+                         {"input_shape", x.sizes().vec()},
+                         {"expected", "expected.bin"},
+                         {"expected_shape", logits.sizes().vec()},
+                         {"tolerance", 1e-4},
+                         {"relus", lz::MaskSet(net).relu_count()}};
+  std::ofstream(dir / "export" / "case.json") << c.dump(1) << '\n';
+  std::ofstream(dir / "cases.json") << nlohmann::json::array({c}).dump(1) << '\n';
 }
 
 int run(const settings& s) {
@@ -102,10 +146,9 @@ int run(const settings& s) {
   } else {
     linearize_quickly(net, masks, s, spec);
   }
-  if (s.evaluate) {
-    const auto test = lz::data::load_dataset(spec.data, spec.data_dir, lz::data::part::test);
+  const auto test = lz::data::load_dataset(spec.data, spec.data_dir, lz::data::part::test);
+  if (s.evaluate)
     fmt::print("linearized network: test top-1 {:.2f}%\n", 100 * lz::train::evaluate(net, test).top1);
-  }
 
   const auto sample = std::vector<int64_t>{base.record.channels, base.record.image_height,
                                            base.record.image_width};
@@ -117,12 +160,19 @@ int run(const settings& s) {
   fmt::print("  polynomial evaluations         {:>9}\n", done.polynomials);
   fmt::print("  BatchNorms folded              {:>9}\n", done.folded.batchnorms_folded);
   fmt::print("  slots gone (no ReLU left)      {:>9} of {}\n", done.folded.slots_removed, masks.size());
-  fmt::print("  graph vs network, max |diff|   {:>9.2e}  (on {} random inputs)\n", done.max_difference,
-             lz::io::pi_export_options{}.check_samples);
+  fmt::print("  graph vs network, max |diff|   {:>9.2e}  (on {} random inputs; outputs up to {:.3g})\n",
+             done.max_difference, lz::io::pi_export_options{}.check_samples, done.max_output);
   const auto delphi = lz::pi::delphi();
   fmt::print("  DELPHI estimate per image      {:.3f} s, all ReLUs {:.3f} s\n",
              delphi.latency(done.relus, 0, done.polynomials), delphi.latency(masks.total_relus()));
   for (const auto& f : done.files) fmt::print("  wrote {}\n", f.string());
+  if (s.check_images > 0) {
+    const auto check = fs::path(s.out) / "check";
+    write_check(net, test, std::min(s.check_images, test.size()), check);
+    fmt::print("  wrote {}/: {} test images and the C++ logits; compare with ONNX Runtime:\n"
+               "    node tests/onnx/check_onnxruntime.js build/node/node_modules {}\n",
+               check.string(), std::min(s.check_images, test.size()), check.string());
+  }
   return 0;
 }
 
@@ -145,6 +195,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", s.data_dir, "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
   app.add_option("--out", s.out, "output directory")->capture_default_str();
   app.add_flag("!--no-evaluate", s.evaluate, "skip the test accuracy of the linearized network");
+  app.add_option("--check-images", s.check_images, "test images written to <out>/check with the "
+                 "C++ logits, for ONNX Runtime to compare (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     return run(s);

@@ -88,7 +88,9 @@ int count(const io::pi_graph& g, io::pi_op op) {
 }
 
 /// A user's network from the same layers: conv with bias + BN, max and average pooling, a
-/// channel-mask slot, flatten, a fully connected layer with BatchNorm1d and a slot on it.
+/// channel-mask slot, a linear layer over the last dimension of a 3-d activation (LibTorch runs
+/// it as matmul + an in-place bias), flatten, a fully connected layer with BatchNorm1d and a slot
+/// on it, and a second head on the spatial mean, added to the first.
 class UserNetImpl : public NetworkImpl {
  public:
   UserNetImpl() {
@@ -102,11 +104,14 @@ class UserNetImpl : public NetworkImpl {
     bn3 = register_module("bn3", torch::nn::BatchNorm1d(16));
     relu3 = register_module("relu3", ReluSlot(slot_options{.shape = {16}}));
     fc2 = register_module("fc2", torch::nn::Linear(16, 10));
+    mix = register_module("mix", torch::nn::Linear(7, 7));
+    head = register_module("head", torch::nn::Linear(8, 10));
   }
   torch::Tensor forward(torch::Tensor x) override {
     x = torch::max_pool2d(relu1(bn1(conv1(x))), 2);
-    x = torch::avg_pool2d(relu2(bn2(conv2(x))), 2).flatten(1);
-    return fc2(relu3(bn3(fc1(x))));
+    const auto y = relu2(bn2(conv2(x)));
+    x = mix(torch::avg_pool2d(y, 2)).flatten(1);
+    return fc2(relu3(bn3(fc1(x)))) + head(y.mean({2, 3}));
   }
   [[nodiscard]] std::shared_ptr<NetworkImpl> copy() const override {
     auto out = std::make_shared<UserNetImpl>();
@@ -117,7 +122,7 @@ class UserNetImpl : public NetworkImpl {
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::BatchNorm1d bn3{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, mix{nullptr}, head{nullptr};
   ReluSlot relu1{nullptr}, relu2{nullptr}, relu3{nullptr};
 };
 
@@ -269,6 +274,9 @@ TEST_CASE("a user's network from the same layers exports", "[pi_export]") {
   CHECK(count(r.graph, io::pi_op::max_pool) == 1);
   CHECK(count(r.graph, io::pi_op::avg_pool) == 1);
   CHECK(count(r.graph, io::pi_op::affine) == 0);  // BatchNorm1d folded into fc1
+  CHECK(count(r.graph, io::pi_op::gemm) == 4);    // fc1, fc2, mix (matmul + bias), head
+  CHECK(count(r.graph, io::pi_op::global_avg_pool) == 1);
+  CHECK(count(r.graph, io::pi_op::add) == 1);
   temp_dir dir("pi_user");
   CHECK(onnx_relus(r.graph, dir, "user") == r.relus);
 }

@@ -52,6 +52,7 @@ struct pi_export_result {
   int64_t mask_relus = 0;     ///< kept ReLUs by the network's masks (each slot once)
   int64_t onnx_relus = -1;    ///< ReLU evaluations counted back from model.onnx (-1: not written)
   double max_difference = 0;  ///< graph against network on the check inputs
+  double max_output = 0;      ///< the largest |output| of the network there (the scale of the above)
   std::vector<std::filesystem::path> files{};
 };
 
@@ -103,7 +104,8 @@ template <class Module>
           " returns shape ", got.sizes(), ", the network ", expected.sizes());
   const auto diff = (got - expected).abs();
   r.max_difference = diff.max().item<double>();
-  const double scale = std::max(1.0, expected.abs().max().item<double>());
+  r.max_output = expected.abs().max().item<double>();
+  const double scale = std::max(1.0, r.max_output);
   if (!(r.max_difference <= options.tolerance * scale)) {
     const auto at = diff.flatten().argmax().item<int64_t>();
     fail("export_for_pi: the PI graph of ", r.graph.network, " differs from the network by ",
