@@ -1,7 +1,10 @@
 // Exports a linearized network for private inference: an ONNX model that evaluates only the
 // kept ReLUs, and the same graph as a JSON manifest with a raw weights file (io/pi_export.hpp).
 //
-//   export --mask runs/demo/mask       the demo's mask on the demo's baseline
+//   export --weights runs/demo/linearized.pt
+//                                      the demo's result: its finetuned weights and masks
+//   export --mask runs/demo/mask       a mask alone on the demo's baseline (without the weights
+//                                      finetuned with it, the accuracy is not the demo's)
 //   export                             the demo's baseline, linearized here in seconds: keep the
 //                                      budget's ReLUs with the largest first-order damage
 //                                      (select/first_order.hpp), re-estimate BatchNorm, no
@@ -43,6 +46,7 @@ namespace fs = std::filesystem;
 namespace lz = linearize;
 
 struct settings {
+  std::string weights{};
   std::string mask{};
   std::string baseline{};
   std::string budget = "2%";
@@ -67,12 +71,16 @@ lz::train::baseline baseline_for(const settings& s, const lz::train::baseline_sp
         options.out = candidate;
         break;
       }
-    if (options.out.empty()) {
-      options.out = "runs/demo/baseline.pt";
-      options.recipe.epochs = 2;
-      fmt::print("no cached baseline: training the demo's quick one ({} epochs) into {}\n",
-                 options.recipe.epochs, options.out.string());
-    }
+  }
+  // A finished baseline is used as it was trained: its recipe (the demo's quick one has 2
+  // epochs) comes from its record, not from the defaults, which would refuse it.
+  if (!options.out.empty()) {
+    options.recipe = lz::train::read_baseline_record(options.out).recipe;
+  } else {
+    options.out = "runs/demo/baseline.pt";
+    options.recipe.epochs = 2;
+    fmt::print("no cached baseline: training the demo's quick one ({} epochs) into {}\n",
+               options.recipe.epochs, options.out.string());
   }
   auto base = lz::train::load_or_train_baseline(spec, options);
   fmt::print("baseline {}: {}, test top-1 {:.2f}%\n", options.out.string(), base.net->describe(),
@@ -140,7 +148,14 @@ int run(const settings& s) {
   auto base = baseline_for(s, spec);
   auto& net = *base.net;
   const lz::MaskSet masks(net);
-  if (!s.mask.empty()) {
+  if (!s.weights.empty()) {
+    // Every slot hard first: a hard slot takes its mask from the file through harden(), which
+    // refuses a mask that is not binary.
+    masks.harden(torch::ones({masks.entries()}, torch::kBool));
+    lz::io::import_state(net, s.weights);
+    fmt::print("weights and masks {}: {} of {} ReLUs kept\n", s.weights, masks.relu_count(),
+               masks.total_relus());
+  } else if (!s.mask.empty()) {
     masks.load(s.mask);
     fmt::print("mask {}: {} of {} ReLUs kept\n", s.mask, masks.relu_count(), masks.total_relus());
   } else {
@@ -182,14 +197,18 @@ int main(int argc, char** argv) {
   settings s;
   CLI::App app{"Exports a linearized network for private inference: an ONNX model that evaluates "
                "only the kept ReLUs, plus a JSON manifest and a raw weights file."};
+  auto* weights = app.add_option("--weights", s.weights, "a linearized network's weights and "
+                                 "masks (io::export_state; the demo writes runs/demo/linearized.pt)")
+                      ->check(CLI::ExistingFile);
   app.add_option("--mask", s.mask, "mask file to load onto the baseline (MaskSet::save; the demo "
-                 "writes runs/demo/mask); without it the network is linearized here")
-      ->check(CLI::ExistingFile);
+                 "writes runs/demo/mask); without it or --weights the network is linearized here")
+      ->check(CLI::ExistingFile)
+      ->excludes(weights);
   app.add_option("--baseline", s.baseline, "baseline weights (with their .json record); default: "
                  "the cached pretrain baseline, else runs/demo/baseline.pt, else a quick one trained now");
-  app.add_option("--budget", s.budget, "without --mask: ReLUs to keep (a count, 2%, 0.02)")
+  app.add_option("--budget", s.budget, "without --weights or --mask: ReLUs to keep (a count, 2%, 0.02)")
       ->capture_default_str();
-  app.add_option("--samples", s.samples, "without --mask: training images for the first-order estimate")
+  app.add_option("--samples", s.samples, "without --weights or --mask: training images for the first-order estimate")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--data-dir", s.data_dir, "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)");
