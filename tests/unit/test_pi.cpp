@@ -296,6 +296,7 @@ TEST_CASE("per-layer report: linear layers and slots in the order they run, part
   CHECK(macs.ops[0].module == "conv1");
   CHECK(macs.ops[1].module == "conv2");
   CHECK(macs.ops[1].slots_before == 1);
+  CHECK(macs.ops[2].module == "fc");  // found from the bias or the transposed weight (addmm)
   CHECK(macs.slots == std::vector<std::string>{"relu"});
 
   const auto model = pi::cheetah();
@@ -316,6 +317,9 @@ TEST_CASE("per-layer report: linear layers and slots in the order they run, part
   // Kept ReLUs at the threshold cost what everything else costs.
   CHECK(r.relu_dominance_threshold() * model.seconds_per_extra_relu(pi::wan()) ==
         Approx(r.seconds - r.relu_seconds));
+  // Nothing but ReLUs costs under DELPHI's fit: any ReLU dominates. A free ReLU never does.
+  CHECK(pi::estimate(masks, pi::delphi(), macs).relu_dominance_threshold() == 0);
+  CHECK(std::isinf(pi::estimate(masks, pi::cost_model{.seconds_per_mac = 1e-9}, macs).relu_dominance_threshold()));
 
   const auto text = pi::to_string(r);
   INFO(text);

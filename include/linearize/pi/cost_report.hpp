@@ -76,13 +76,15 @@ struct cost_report {
   double offline_seconds = 0;       ///< preprocessing (not in `seconds`)
   double offline_bytes = 0;
 
-  /// Kept ReLUs below which the ReLUs cost less than everything else together: the point where
-  /// they stop dominating (0: they never do; +inf: nothing else costs anything).
+  /// Kept ReLUs whose computation and traffic cost what everything else (polynomials, linear
+  /// layers, fixed cost) costs: above it the ReLUs dominate, below it they stop dominating.
+  /// The ReLU layers' rounds are left out (they do not grow with the count). 0: anything else
+  /// is free, so any ReLU dominates; +inf: a ReLU costs nothing here, so they never do.
   [[nodiscard]] double relu_dominance_threshold() const {
     const double others = seconds - relu_seconds;
     const double each = model.seconds_per_extra_relu(net);
-    if (each <= 0) return 0;
-    return others <= 0 ? std::numeric_limits<double>::infinity() : others / each;
+    if (each <= 0) return std::numeric_limits<double>::infinity();
+    return others <= 0 ? 0.0 : others / each;
   }
 };
 
@@ -317,9 +319,11 @@ inline void print(std::ostream& out, const cost_report& r) {
                    duration(r.relu_seconds), duration(r.polynomial_seconds),
                    duration(r.linear_seconds), duration(r.seconds), byte_size(r.bytes),
                    rounds_text(r.rounds)});
+  // Offline time the model does not state shows as "-", not as 0 s.
   if (r.offline_seconds > 0 || r.offline_bytes > 0)
     lines.push_back({"offline, before the input (not in total)", "", "", "", "", "", "", "", "", "",
-                     duration(r.offline_seconds), byte_size(r.offline_bytes), ""});
+                     r.model.offline_seconds_per_relu > 0 ? duration(r.offline_seconds) : "-",
+                     byte_size(r.offline_bytes), ""});
 
   // Column widths; the lines after the body span the name and stage columns with their label.
   std::vector<size_t> w(count, 0);

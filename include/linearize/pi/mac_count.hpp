@@ -133,7 +133,10 @@ inline std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction
   auto ctx = std::make_unique<mac_observer>();
   ctx->outermost = rec->depth == 0;
   if (ctx->outermost) {
-    const auto weight = name_of(rec->parameters, fn.inputs(), 1);
+    // The module: the owner of the first parameter among the inputs (conv2d and linear take the
+    // weight second, addmm takes the bias first and the transposed weight third).
+    std::string weight;
+    for (size_t i = 0; i < fn.inputs().size() && weight.empty(); ++i) weight = name_of(rec->parameters, fn.inputs(), i);
     ctx->module = weight.substr(0, weight.rfind('.') == std::string::npos ? 0 : weight.rfind('.'));
     ctx->slots_before = static_cast<int64_t>(rec->result.slots.size());
     try {
