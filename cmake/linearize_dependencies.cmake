@@ -11,11 +11,16 @@ find_dependency(JPEG)              # TinyImageNet's JPEG tree
 find_dependency(Threads)
 find_dependency(nlohmann_json 3.10)  # records, checkpoint state and result rows as JSON
 find_dependency(fmt 9)               # numbers and durations in reports and progress lines
+# PI export (io/onnx_export.hpp, io/pi_manifest.hpp): ONNX's protobuf classes (Debian's
+# libonnx-dev; Debian's LibTorch links the same libonnx already). ONNX's package config needs
+# protobuf's targets first.
+find_dependency(Protobuf)
+find_dependency(ONNX)
 # at::parallel_for is inline code: in a translation unit built without OpenMP its
 # `#pragma omp parallel` is ignored and the fused kernels run on one thread.
 find_dependency(OpenMP)
 
 function(linearize_link_dependencies target)
   target_link_libraries(${target} INTERFACE torch Boost::headers ZLIB::ZLIB JPEG::JPEG Threads::Threads
-                        OpenMP::OpenMP_CXX nlohmann_json::nlohmann_json fmt::fmt)
+                        OpenMP::OpenMP_CXX onnx nlohmann_json::nlohmann_json fmt::fmt)
 endfunction()

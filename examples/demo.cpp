@@ -2,8 +2,9 @@
 //   1. a baseline: the cached one of examples/pretrain if present, else a quick one (2 epochs);
 //   2. SNL with a budget-tracking schedule on part of the training set: mask search, binarize,
 //      BatchNorm re-estimation, KD finetuning;
-//   3. the per-layer ReLU table, the accuracies, the private-inference latency estimate, and
-//      plots (runs/demo/*.svg).
+//   3. the per-layer ReLU table, the accuracies, the private-inference latency estimate, plots
+//      (runs/demo/*.svg), and the linearized network (runs/demo/linearized.pt: weights and masks,
+//      which examples/export turns into an ONNX model that evaluates only the kept ReLUs).
 // About 10 minutes on 2 cores; rerunning resumes or reuses what is done.
 #include "cli.hpp"
 
@@ -78,13 +79,18 @@ int main(int argc, char** argv) {
     const lz::MaskSet masks(*net);
     lz::report(std::cout, result, masks, lz::pi::delphi());
     lz::save_outputs(out, "snl", result, masks, lz::pi::delphi());
+    // The finetuned network with its masks: what examples/export exports for private inference
+    // (and what Python's torch.load reads).
+    lz::io::export_state(*net, out / "linearized.pt");
     const auto full = lz::pi::delphi().latency(result.total_relus);
     const auto now = lz::pi::delphi().latency(result.relu_count);
     fmt::print("\nprivate inference (DELPHI, ~22.5 us per ReLU): {:.2f} s -> {:.3f} s per image ({:.0f}x faster)\n",
                full, now, full / now);
     fmt::print("test accuracy: {:.2f}% -> {:.2f}%\n", 100 * result.baseline_test_accuracy,
                100 * result.test_accuracy_after_finetune);
-    fmt::print("wrote {}/{{mask, result.csv, result.json, history.csv, relus_per_layer.svg}}\n", out.string());
+    fmt::print("wrote {0}/{{mask, linearized.pt, result.csv, result.json, history.csv, relus_per_layer.svg}}\n"
+               "export it for private inference: build/examples/export --weights {0}/linearized.pt\n",
+               out.string());
     return 0;
   });
 }

@@ -41,13 +41,20 @@
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pi/cost_report.hpp>
 #include <linearize/pi/mac_count.hpp>
+#include <linearize/pi/network.hpp>
 
 #include <linearize/io/json.hpp>
 #include <linearize/io/markdown_section.hpp>
+#include <linearize/io/pi_fold.hpp>
+#include <linearize/io/pi_graph.hpp>
+#include <linearize/io/pi_trace.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/io/seed_summary.hpp>
 #include <linearize/io/svg_plot.hpp>
 #include <linearize/io/torch_export.hpp>
+// Not here: the export's writers, io/pi_export.hpp, io/onnx_export.hpp, io/onnx_relu_count.hpp
+// and io/pi_manifest.hpp. They pull in protobuf, ONNX and nlohmann-json (about 6 s more per
+// translation unit); include them where a program exports.
 
 // train: trainer, evaluation, losses, checkpoints
 #include <linearize/train/baseline.hpp>

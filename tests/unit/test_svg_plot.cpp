@@ -265,3 +265,32 @@ TEST_CASE("plots refuse empty series, non-positive x on a log axis, NaN, bad bar
   CHECK_NOTHROW(io::render_svg(c));
   expect_error([] { io::write_svg("/tmp/x.svg", std::string("hello")); }, "is not SVG");
 }
+
+TEST_CASE("grouped bar chart: a bar per positive value, a legend entry per series, durations", "[io]") {
+  const io::grouped_bar_chart c{.title = "Latency per layer",
+                                .series = {"ReLU", "polynomial", "linear"},
+                                .groups = {"conv1", "relu1"},
+                                .values = {{0, 0, 2e-3}, {5e-5, 1e-6, 0}}};
+  const auto svg = io::render_svg(c);
+  const auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (auto at = svg.find(needle); at != std::string::npos; at = svg.find(needle, at + 1)) ++n;
+    return n;
+  };
+  // background + 3 positive values + plot frame + 3 legend swatches
+  CHECK(count("<rect") == 8);
+  for (const auto* label : {">ReLU<", ">polynomial<", ">linear<", ">conv1<", ">relu1<"})
+    CHECK(svg.find(label) != std::string::npos);
+  CHECK(svg.find(" ms<") != std::string::npos);  // tick labels are durations
+  CHECK(svg.find(" us<") != std::string::npos);
+
+  auto wrong = c;
+  wrong.values[1].pop_back();
+  expect_error([&] { (void)io::render_svg(wrong); }, "group 1 ('relu1') has 2 values; expected 3");
+  wrong = c;
+  wrong.values[0][0] = -1;
+  expect_error([&] { (void)io::render_svg(wrong); }, "expected finite values >= 0");
+  wrong = c;
+  wrong.values = {{0, 0, 0}, {0, 0, 0}};
+  expect_error([&] { (void)io::render_svg(wrong); }, "every value is 0");
+}

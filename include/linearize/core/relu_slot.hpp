@@ -16,6 +16,7 @@
 #include <linearize/core/replacement.hpp>
 #include <linearize/support/error.hpp>
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -71,6 +72,24 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     }
     require(sample == options.shape, "ReluSlot", where(), ": input of shape ", x.sizes(),
             " does not match the slot's activation shape [batch, ", shape_text(options.shape), "]");
+    // Observers of the forward pass (RecordFunction callbacks: io/pi_trace.hpp, the profiler)
+    // see the slot as one step, with its input, its mask and its output, not the kernels inside
+    // it. Nobody observing costs a thread-local check.
+    at::RecordFunction scope(at::RecordScope::USER_SCOPE);
+    if (scope.isActive()) {
+      const c10::IValue inputs[] = {x, mask_};
+      scope.before(record_name, c10::ArrayRef<const c10::IValue>(inputs));
+    }
+    auto y = forward_slot(x);
+    if (scope.isActive()) scope.setOutputs(std::vector<c10::IValue>{y});
+    return y;
+  }
+
+  /// The name under which the forward pass shows to RecordFunction observers.
+  static constexpr const char* record_name = "linearize::relu_slot";
+
+ private:
+  torch::Tensor forward_slot(const torch::Tensor& x) {
     if (replacement_) return forward_replaced(x);
     if (gate_.defined()) return kernels::masked_relu(x, gate_.to(x.dtype()));
     if (hard_) {  // binary mask: whole-layer cases need no pass over a mask
@@ -81,6 +100,7 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     return kernels::masked_relu(x, mask_.to(x.dtype()));
   }
 
+ public:
   // ---- what replaces the ReLU where it is linearized -------------------------------------------
   /// Puts `spec`'s replacement where this slot linearizes (see replacement.hpp). A slot that does
   /// not know its shape yet builds the module on its first forward: build an optimizer after
@@ -155,6 +175,12 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
   [[nodiscard]] const torch::Tensor& mask() const {
     require_materialized();
     return mask_;
+  }
+  /// What the forward pass multiplies by: the gate a relaxation set (set_gate) while it is set,
+  /// else the mask itself. Shape of the mask.
+  [[nodiscard]] const torch::Tensor& gate() const {
+    require_materialized();
+    return gate_.defined() ? gate_ : mask_;
   }
   /// Which entries keep their ReLU (gate != 0), as a bool tensor of the mask's shape.
   [[nodiscard]] torch::Tensor binary_mask() const {

@@ -3,7 +3,9 @@
 // plotting tool is needed:
 //   line_plot  accuracy against ReLU count (log x axis by default), one line and marker shape per
 //              method, published numbers as hollow markers, legend outside the plot area;
-//   bar_chart  ReLUs kept against ReLUs present, per layer (MaskSet::per_slot() rows).
+//   bar_chart  ReLUs kept against ReLUs present, per layer (MaskSet::per_slot() rows);
+//   grouped_bar_chart  several quantities per layer side by side, e.g. the ReLU, polynomial and
+//              linear latency of each layer from a private-inference cost report.
 // Colours: the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies),
 // and every series also has its own marker shape, so that plots survive grey-scale printing.
 #include <linearize/io/results.hpp>
@@ -64,6 +66,20 @@ struct bar_chart {
   bool log_y = true;
   bool show_percent = true;  ///< "kept %" above each bar (up to 48 bars)
   int width = 0;             ///< 0: grows with the number of bars
+  int height = 520;
+};
+
+/// Several values per group (layer), drawn side by side, one colour per series.
+struct grouped_bar_chart {
+  std::string title{};
+  std::string x_label = "layer";
+  std::string y_label = "latency";
+  std::vector<std::string> series{};          ///< legend labels: one per value of a group
+  std::vector<std::string> groups{};          ///< one label per group
+  std::vector<std::vector<double>> values{};  ///< [group][series], each >= 0 (0: no bar)
+  bool log_y = true;
+  bool seconds = true;  ///< tick labels as durations ("10 us", "1 ms"); else plain numbers
+  int width = 0;        ///< 0: grows with the number of groups
   int height = 520;
 };
 
@@ -493,6 +509,99 @@ inline void check_size(const char* what, int width, int height) {
   return s + "</g>\n</svg>\n";
 }
 
+namespace detail::svg {
+/// "50 us", "1 ms", "2 s": a duration for a tick label.
+inline std::string seconds_label(double v) {
+  const double a = std::fabs(v);
+  if (a == 0) return "0";
+  if (a >= 1) return short_number(v) + " s";
+  if (a >= 1e-3) return short_number(v * 1e3) + " ms";
+  if (a >= 1e-6) return short_number(v * 1e6) + " us";
+  return short_number(v * 1e9) + " ns";
+}
+}  // namespace detail::svg
+
+/// The grouped bar chart as SVG text: per group one bar per series, side by side, colours from
+/// the palette and a legend. Errors: no groups or series, a group with the wrong number of
+/// values, a negative or non-finite value, nothing positive.
+[[nodiscard]] inline std::string render_svg(const grouped_bar_chart& c) {
+  using namespace detail::svg;
+  require(!c.groups.empty() && !c.series.empty(), "grouped_bar_chart: ", c.groups.size(), " groups and ",
+          c.series.size(), " series; expected at least one of each");
+  require(c.values.size() == c.groups.size(), "grouped_bar_chart: ", c.values.size(), " value rows for ",
+          c.groups.size(), " groups; expected one row per group");
+  double lo = std::numeric_limits<double>::infinity(), hi = 0;
+  for (size_t g = 0; g < c.values.size(); ++g) {
+    require(c.values[g].size() == c.series.size(), "grouped_bar_chart: group ", g, " ('", c.groups[g], "') has ",
+            c.values[g].size(), " values; expected ", c.series.size(), " (one per series)");
+    for (double v : c.values[g]) {
+      require(std::isfinite(v) && v >= 0, "grouped_bar_chart: group '", c.groups[g], "' has value ", v,
+              "; expected finite values >= 0");
+      if (v > 0) lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+  }
+  require(hi > 0, "grouped_bar_chart: every value is 0; expected something to draw");
+  axis y = c.log_y ? log_axis(lo, hi, true) : linear_axis(0, 1.06 * hi, false);
+  if (c.seconds)
+    for (auto& t : y.ticks)
+      if (!t.label.empty()) t.label = seconds_label(t.value);
+
+  double label_w = 0;
+  for (const auto& g : c.groups) label_w = std::max(label_w, text_width(g, tick_size));
+  double legend_text = 0;
+  for (const auto& l : c.series) legend_text = std::max(legend_text, text_width(l, legend_size));
+  const double slant = 0.64;  // sin(40 deg)
+  double y_tick_w = 0;
+  for (const auto& t : y.ticks) y_tick_w = std::max(y_tick_w, text_width(t.label, tick_size));
+  const double pitch = 12.0 * static_cast<double>(c.series.size()) + 14, legend_w = 44 + legend_text;
+  const double left = 30 + y_tick_w + 20;
+  const int width = c.width > 0 ? c.width
+                                : static_cast<int>(std::max(560.0, left + pitch * static_cast<double>(c.groups.size()) + legend_w + 30));
+  const double bottom_margin = 30 + label_w * slant + tick_size + label_size;
+  const int height = std::max(c.height, static_cast<int>(bottom_margin + 260));
+  check_size("grouped_bar_chart", width, height);
+  const frame f{left, c.title.empty() ? 24.0 : 52.0, width - legend_w - 20, height - bottom_margin};
+  require(f.right - f.left >= 40, "grouped_bar_chart: width ", width, " leaves no room for ", c.groups.size(),
+          " groups; expected a larger width (or width = 0 for automatic)");
+
+  std::string s = header(width, height);
+  if (!c.title.empty()) s += text((f.left + f.right) / 2, 32, c.title, title_size, "middle", "font-weight=\"bold\"");
+  s += draw_y_axis(f, y, true);
+  const double slot = (f.right - f.left) / static_cast<double>(c.groups.size());
+  const double bw = std::min(slot * 0.8 / static_cast<double>(c.series.size()), 16.0);
+  for (size_t g = 0; g < c.groups.size(); ++g) {
+    const double cx = f.left + slot * (static_cast<double>(g) + 0.5);
+    const double first = cx - bw * static_cast<double>(c.series.size()) / 2;
+    for (size_t k = 0; k < c.series.size(); ++k) {
+      const double v = c.values[g][k];
+      if (v <= 0 || (c.log_y && v < y.lo)) continue;
+      const double t = f.py(y, v);
+      s += "<rect x=\"" + num(first + bw * static_cast<double>(k)) + "\" y=\"" + num(t) + "\" width=\"" + num(bw) +
+           "\" height=\"" + num(std::max(0.0, f.bottom - t)) + "\" fill=\"" + palette[k % std::size(palette)] + "\"/>\n";
+    }
+    s += line(cx, f.bottom, cx, f.bottom + 4, "stroke=\"#444444\" stroke-width=\"1\"");
+    const double ty = f.bottom + 10;
+    s += text(cx + 3, ty + tick_size * 0.6, c.groups[g], tick_size, "end",
+              "transform=\"rotate(-40 " + num(cx + 3) + " " + num(ty) + ")\"");
+  }
+  s += "<rect x=\"" + num(f.left) + "\" y=\"" + num(f.top) + "\" width=\"" + num(f.right - f.left) + "\" height=\"" +
+       num(f.bottom - f.top) + "\" fill=\"none\" stroke=\"#444444\" stroke-width=\"1\"/>\n";
+  s += text((f.left + f.right) / 2, height - 14.0, c.x_label, label_size, "middle");
+  const double ylx = 20, yly = (f.top + f.bottom) / 2;
+  s += text(ylx, yly, c.y_label + (c.log_y ? " (log scale)" : ""), label_size, "middle",
+            "transform=\"rotate(-90 " + num(ylx) + " " + num(yly) + ")\" dominant-baseline=\"middle\"");
+  double ly = f.top + 10;
+  const double lx = f.right + 20;
+  for (size_t k = 0; k < c.series.size(); ++k) {
+    s += "<rect x=\"" + num(lx) + "\" y=\"" + num(ly - 7) + "\" width=\"18\" height=\"14\" fill=\"" +
+         palette[k % std::size(palette)] + "\"/>\n";
+    s += text(lx + 26, ly + legend_size * 0.35, c.series[k], legend_size, "start");
+    ly += legend_size + 9;
+  }
+  return s + "</g>\n</svg>\n";
+}
+
 /// Writes SVG text to `path` atomically.
 inline void write_svg(const std::filesystem::path& path, const std::string& svg) {
   require(svg.starts_with("<svg"), "write_svg: text for '", path.string(), "' is not SVG (it starts '",
@@ -501,5 +610,8 @@ inline void write_svg(const std::filesystem::path& path, const std::string& svg)
 }
 inline void write_svg(const std::filesystem::path& path, const line_plot& p) { write_svg(path, render_svg(p)); }
 inline void write_svg(const std::filesystem::path& path, const bar_chart& c) { write_svg(path, render_svg(c)); }
+inline void write_svg(const std::filesystem::path& path, const grouped_bar_chart& c) {
+  write_svg(path, render_svg(c));
+}
 
 }  // namespace linearize::io

@@ -4,7 +4,10 @@
 // ATen operators it calls. The cost model charges them for protocols whose linear layers cost
 // online. LibTorch's C++ modules have no forward hooks, so the watching is done with a
 // thread-local RecordFunction observer (the mechanism behind the profiler): it sees the
-// operators whatever module or plain function calls them, and only on this thread.
+// operators whatever module or plain function calls them, and only on this thread. It also notes
+// the ReLU slots as they run (they announce themselves to the same observers), so that a
+// per-layer report can put linear layers and slots in the order the network runs them.
+#include <linearize/core/relu_slot.hpp>
 #include <linearize/support/error.hpp>
 
 #include <ATen/record_function.h>
@@ -15,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -25,10 +29,14 @@ struct linear_op {
   std::string op{};                   ///< ATen name, e.g. "aten::conv2d", "aten::linear"
   std::vector<int64_t> output_shape{};  ///< including the batch dimension
   int64_t macs = 0;                   ///< for the whole batch the forward pass ran
+  std::string module{};               ///< the module whose weight it used ("layer1.0.conv1"), if known
+  int64_t slots_before = 0;           ///< ReLU slots that ran before it
 };
 
 struct mac_count {
   std::vector<linear_op> ops{};  ///< in the order they ran
+  /// The ReLU slots in the order they ran: their names (count_macs), or "" (count_macs_of).
+  std::vector<std::string> slots{};
   [[nodiscard]] int64_t total() const {
     int64_t n = 0;
     for (const auto& op : ops) n += op.macs;
@@ -90,10 +98,14 @@ inline mac_rule rule_for(std::string_view name, c10::ArrayRef<const c10::IValue>
 struct mac_observer : at::ObserverContext {
   bool outermost = false;
   mac_rule rule;
+  std::string module;
+  int64_t slots_before = 0;
 };
 
 struct mac_recording {
   mac_count result;
+  std::unordered_map<const void*, std::string> parameters;  // data pointer -> parameter name
+  std::unordered_map<const void*, std::string> slot_masks;  // mask data pointer -> slot name
   int depth = 0;      // linear operators now running: only the outermost one counts
   std::string error;  // callbacks run inside the dispatcher: report after the forward pass
 };
@@ -103,12 +115,30 @@ inline mac_recording*& current_recording() {
   return recording;
 }
 
+inline std::string name_of(const std::unordered_map<const void*, std::string>& names,
+                           c10::ArrayRef<const c10::IValue> in, size_t i) {
+  if (i >= in.size() || !in[i].isTensor() || !in[i].toTensor().defined()) return {};
+  const auto found = names.find(in[i].toTensor().data_ptr());
+  return found == names.end() ? std::string() : found->second;
+}
+
 inline std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction& fn) {
   auto* rec = current_recording();
-  if (rec == nullptr || !is_linear_op(fn.name())) return nullptr;
+  if (rec == nullptr) return nullptr;
+  if (std::string_view(fn.name()) == ReluSlotImpl::record_name) {
+    if (rec->depth == 0) rec->result.slots.push_back(name_of(rec->slot_masks, fn.inputs(), 1));
+    return nullptr;
+  }
+  if (!is_linear_op(fn.name())) return nullptr;
   auto ctx = std::make_unique<mac_observer>();
   ctx->outermost = rec->depth == 0;
   if (ctx->outermost) {
+    // The module: the owner of the first parameter among the inputs (conv2d and linear take the
+    // weight second, addmm takes the bias first and the transposed weight third).
+    std::string weight;
+    for (size_t i = 0; i < fn.inputs().size() && weight.empty(); ++i) weight = name_of(rec->parameters, fn.inputs(), i);
+    ctx->module = weight.substr(0, weight.rfind('.') == std::string::npos ? 0 : weight.rfind('.'));
+    ctx->slots_before = static_cast<int64_t>(rec->result.slots.size());
     try {
       ctx->rule = rule_for(fn.name(), fn.inputs());
     } catch (const std::exception& e) {
@@ -129,7 +159,8 @@ inline void on_op_end(const at::RecordFunction& fn, at::ObserverContext* base) {
   if (outputs.empty() || !outputs[0].isTensor()) return;
   const auto out = outputs[0].toTensor();
   const int64_t elements = ctx->rule.per_input_element ? ctx->rule.input_elements : out.numel();
-  rec->result.ops.push_back({fn.name(), out.sizes().vec(), elements * ctx->rule.per_element});
+  rec->result.ops.push_back({fn.name(), out.sizes().vec(), elements * ctx->rule.per_element,
+                             ctx->module, ctx->slots_before});
 }
 
 // Installs the observer for its lifetime; nested recordings are refused.
@@ -141,7 +172,7 @@ class mac_recording_scope {
     handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(&on_op_start, &on_op_end)
                                              .needsInputs(true)
                                              .needsOutputs(true)
-                                             .scopes({at::RecordScope::FUNCTION}));
+                                             .scopes({at::RecordScope::FUNCTION, at::RecordScope::USER_SCOPE}));
   }
   ~mac_recording_scope() {
     at::removeCallback(handle_);
@@ -155,19 +186,22 @@ class mac_recording_scope {
   at::CallbackHandle handle_{};
 };
 
+template <class Forward>
+[[nodiscard]] mac_count count_with(Forward&& forward, mac_recording rec) {
+  {
+    mac_recording_scope scope(rec);
+    std::forward<Forward>(forward)();
+  }
+  require(rec.error.empty(), rec.error);
+  return std::move(rec.result);
+}
 }  // namespace detail
 
 /// Runs `forward()` once and counts the MACs of the linear operators it calls (counts are for
 /// whatever batch it runs). An operator called inside another (linear -> addmm) counts once.
 template <class Forward>
 [[nodiscard]] mac_count count_macs_of(Forward&& forward) {
-  detail::mac_recording rec;
-  {
-    detail::mac_recording_scope scope(rec);
-    std::forward<Forward>(forward)();
-  }
-  require(rec.error.empty(), rec.error);
-  return std::move(rec.result);
+  return detail::count_with(std::forward<Forward>(forward), {});
 }
 
 /// MACs of `net`'s linear layers for one sample of shape `sample_shape` (e.g. {3, 32, 32}):
@@ -192,10 +226,16 @@ template <class Module>
     break;
   }
   const auto input = torch::zeros(shape, torch::TensorOptions().device(device));
+  // Names for the report: which module each weight belongs to, which slot each mask.
+  detail::mac_recording names;
+  for (const auto& p : impl.named_parameters(true)) names.parameters[p.value().data_ptr()] = p.key();
+  for (const auto& m : impl.named_modules("", /*include_self=*/false))
+    if (auto slot = std::dynamic_pointer_cast<ReluSlotImpl>(m.value()); slot && slot->materialized())
+      names.slot_masks[slot->mask().data_ptr()] = m.key();
   impl.eval();
   try {
     torch::NoGradGuard no_grad;
-    auto counted = count_macs_of([&] { (void)impl.forward(input); });
+    auto counted = detail::count_with([&] { (void)impl.forward(input); }, std::move(names));
     impl.train(was_training);
     return counted;
   } catch (...) {
