@@ -17,21 +17,8 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 #include <string>
 #include <vector>
-
-namespace {
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   namespace lz = linearize;
@@ -59,9 +46,9 @@ int main(int argc, char** argv) {
   cli::add_threads(app, threads);
   app.add_option("--out", out, "where rows and checkpoints go");
   return cli::run(app, argc, argv, [&] {
-    const auto budgets = split_list(budget_list);
-    const auto relaxations = split_list(relax_list);
-    const auto settings = split_list(settings_list);
+    const auto budgets = cli::split_list(budget_list);
+    const auto relaxations = cli::split_list(relax_list);
+    const auto settings = cli::split_list(settings_list);
     for (const auto& r : relaxations)
       lz::require(r == "l1_mix" || r == "sigmoid_mask" || r == "hard_threshold", "--relax: unknown relaxation '", r,
                   "'; expected l1_mix, sigmoid_mask or hard_threshold");

@@ -30,7 +30,6 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -38,14 +37,6 @@ namespace fs = std::filesystem;
 namespace lz = linearize;
 
 namespace {
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd", "deepreduce"};
 
@@ -71,15 +62,15 @@ void add_options(CLI::App& app, settings& s) {
   app.add_option("--budgets", s.budgets_text, "budgets, largest first: counts, percentages or fractions")
       ->check(CLI::Validator(
           [](std::string& text) {
-            for (auto b : split_list(text))
+            for (auto b : cli::split_list(text))
               if (auto why = cli::budget()(b); !why.empty()) return why;
-            return split_list(text).empty() ? std::string("expected e.g. 8%,4%,2%") : std::string();
+            return cli::split_list(text).empty() ? std::string("expected e.g. 8%,4%,2%") : std::string();
           },
           "LIST"));
   app.add_option("--methods", s.methods_text, "any of linear, random, lasso, tracking, bcd, deepreduce")
       ->check(CLI::Validator(
           [](std::string& text) {
-            for (const auto& m : split_list(text))
+            for (const auto& m : cli::split_list(text))
               if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end())
                 return "unknown method '" + m + "'; expected linear, random, lasso, tracking, bcd or deepreduce";
             return std::string();
@@ -155,8 +146,8 @@ int main(int argc, char** argv) {
   add_options(app, settings_);
   return cli::run(app, argc, argv, [&] {
     if (settings_.quick) apply_quick(app, settings_);
-    settings_.budgets = split_list(settings_.budgets_text);
-    settings_.methods = split_list(settings_.methods_text);
+    settings_.budgets = cli::split_list(settings_.budgets_text);
+    settings_.methods = cli::split_list(settings_.methods_text);
     const auto& s = settings_;
     const auto rt = lz::runtime::configure();
     fmt::print("linearize pareto: {} threads, {}, fused kernel {}{}\n", rt.threads, rt.allocator_name(),

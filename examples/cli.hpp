@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,15 @@ inline CLI::Validator open_fraction() {
         return std::string();
       },
       "(0,1)");
+}
+
+/// "a,b,,c" -> {"a", "b", "c"}: the comma lists of the programs' options.
+inline std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
 }
 
 /// A ReLU budget as linearize::parse_budget reads it: 2880, 3% or 0.03.

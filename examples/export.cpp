@@ -17,19 +17,20 @@
 // manifest.json, weights.bin, and <out>/check/: test images with the C++ network's logits, which
 // tests/onnx/check_onnxruntime.js compares with ONNX Runtime's; README ("Export for private
 // inference") shows how to load the export.
+#include "cli.hpp"
+
 #include <linearize/core/mask_set.hpp>
 #include <linearize/data/augment.hpp>
 #include <linearize/data/registry.hpp>
 #include <linearize/io/pi_export.hpp>
 #include <linearize/pi/cost_model.hpp>
-#include <linearize/pipeline/budget.hpp>
+#include <linearize/policy/budget.hpp>
 #include <linearize/select/first_order.hpp>
 #include <linearize/support/runtime.hpp>
 #include <linearize/train/baseline.hpp>
 #include <linearize/train/batchnorm.hpp>
 #include <linearize/train/evaluate.hpp>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
@@ -195,8 +196,9 @@ int run(const settings& s) {
 
 int main(int argc, char** argv) {
   settings s;
-  CLI::App app{"Exports a linearized network for private inference: an ONNX model that evaluates "
-               "only the kept ReLUs, plus a JSON manifest and a raw weights file."};
+  cli::app app{"Exports a linearized network for private inference: an ONNX model that evaluates "
+               "only the kept ReLUs, plus a JSON manifest and a raw weights file.",
+               "export"};
   auto* weights = app.add_option("--weights", s.weights, "a linearized network's weights and "
                                  "masks (io::export_state; the demo writes runs/demo/linearized.pt)")
                       ->check(CLI::ExistingFile);
@@ -207,6 +209,7 @@ int main(int argc, char** argv) {
   app.add_option("--baseline", s.baseline, "baseline weights (with their .json record); default: "
                  "the cached pretrain baseline, else runs/demo/baseline.pt, else a quick one trained now");
   app.add_option("--budget", s.budget, "without --weights or --mask: ReLUs to keep (a count, 2%, 0.02)")
+      ->check(cli::budget())
       ->capture_default_str();
   app.add_option("--samples", s.samples, "without --weights or --mask: training images for the first-order estimate")
       ->check(CLI::PositiveNumber)
@@ -218,11 +221,5 @@ int main(int argc, char** argv) {
                  "C++ logits, for ONNX Runtime to compare (0: none)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
-  try {
-    return run(s);
-  } catch (const std::exception& e) {  // linearize::error, and LibTorch's own
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
+  return cli::run(app, argc, argv, [&] { return run(s); });
 }

@@ -317,6 +317,32 @@ inline void check_size(const char* what, int width, int height) {
           height, " pixels; expected at least 200x160 and at most 20000x20000");
 }
 
+/// The canvas of a chart of `count` slanted-label columns `pitch` pixels apart, with a legend
+/// `legend_w` wide on the right: its size (fixed, or grown with the columns) and plot area.
+struct column_canvas {
+  int width = 0, height = 0;
+  frame area{};
+};
+
+inline column_canvas column_layout(const char* kind, const axis& y, size_t count, double pitch, double legend_w,
+                                   double label_w, int fixed_width, int min_height, bool titled) {
+  constexpr double slant = 0.64;  // sin(40 deg): x labels are rotated so that long names fit
+  double y_tick_w = 0;
+  for (const auto& t : y.ticks) y_tick_w = std::max(y_tick_w, text_width(t.label, tick_size));
+  const double left = 30 + y_tick_w + 20;
+  column_canvas out;
+  out.width = fixed_width > 0
+                  ? fixed_width
+                  : static_cast<int>(std::max(560.0, left + pitch * static_cast<double>(count) + legend_w + 30));
+  const double bottom_margin = 30 + label_w * slant + tick_size + label_size;
+  out.height = std::max(min_height, static_cast<int>(bottom_margin + 260));
+  check_size(kind, out.width, out.height);
+  out.area = frame{left, titled ? 52.0 : 24.0, out.width - legend_w - 20, out.height - bottom_margin};
+  require(out.area.right - out.area.left >= 40, kind, ": width ", out.width, " leaves no room for ", count,
+          " columns; expected a larger width (or width = 0 for automatic)");
+  return out;
+}
+
 }  // namespace detail::svg
 
 /// The line plot as SVG text. Errors: no series, a series without points, a non-finite
@@ -451,20 +477,10 @@ inline void check_size(const char* what, int width, int height) {
 
   double label_w = 0;
   for (const auto& b : c.bars) label_w = std::max(label_w, text_width(b.name, tick_size));
-  const double slant = 0.64;  // sin(40 deg): x labels are rotated so that long names fit
-  double y_tick_w = 0;
-  for (const auto& t : y.ticks) y_tick_w = std::max(y_tick_w, text_width(t.label, tick_size));
-  const double pitch = 34, legend_w = 150;
-  const double left = 30 + y_tick_w + 20;
-  const int width = c.width > 0 ? c.width
-                                : static_cast<int>(std::max(560.0, left + pitch * static_cast<double>(c.bars.size()) + legend_w + 30));
-  const double bottom_margin = 30 + label_w * slant + tick_size + label_size;
-  const int height = std::max(c.height, static_cast<int>(bottom_margin + 260));
-  check_size("bar_chart", width, height);
-  const frame f{left, c.title.empty() ? 24.0 : 52.0, width - legend_w - 20, height - bottom_margin};
-  require(f.right - f.left >= 40, "bar_chart: width ", width, " leaves no room for ", c.bars.size(),
-          " bars; expected a larger width (or width = 0 for automatic)");
-
+  const auto canvas = column_layout("bar_chart", y, c.bars.size(), 34, 150, label_w, c.width, c.height,
+                                    !c.title.empty());
+  const int width = canvas.width, height = canvas.height;
+  const frame f = canvas.area;
   std::string s = header(width, height);
   if (!c.title.empty()) s += text((f.left + f.right) / 2, 32, c.title, title_size, "middle", "font-weight=\"bold\"");
   s += draw_y_axis(f, y, true);
@@ -551,20 +567,11 @@ inline std::string seconds_label(double v) {
   for (const auto& g : c.groups) label_w = std::max(label_w, text_width(g, tick_size));
   double legend_text = 0;
   for (const auto& l : c.series) legend_text = std::max(legend_text, text_width(l, legend_size));
-  const double slant = 0.64;  // sin(40 deg)
-  double y_tick_w = 0;
-  for (const auto& t : y.ticks) y_tick_w = std::max(y_tick_w, text_width(t.label, tick_size));
-  const double pitch = 12.0 * static_cast<double>(c.series.size()) + 14, legend_w = 44 + legend_text;
-  const double left = 30 + y_tick_w + 20;
-  const int width = c.width > 0 ? c.width
-                                : static_cast<int>(std::max(560.0, left + pitch * static_cast<double>(c.groups.size()) + legend_w + 30));
-  const double bottom_margin = 30 + label_w * slant + tick_size + label_size;
-  const int height = std::max(c.height, static_cast<int>(bottom_margin + 260));
-  check_size("grouped_bar_chart", width, height);
-  const frame f{left, c.title.empty() ? 24.0 : 52.0, width - legend_w - 20, height - bottom_margin};
-  require(f.right - f.left >= 40, "grouped_bar_chart: width ", width, " leaves no room for ", c.groups.size(),
-          " groups; expected a larger width (or width = 0 for automatic)");
-
+  const auto canvas = column_layout("grouped_bar_chart", y, c.groups.size(),
+                                    12.0 * static_cast<double>(c.series.size()) + 14, 44 + legend_text, label_w,
+                                    c.width, c.height, !c.title.empty());
+  const int width = canvas.width, height = canvas.height;
+  const frame f = canvas.area;
   std::string s = header(width, height);
   if (!c.title.empty()) s += text((f.left + f.right) / 2, 32, c.title, title_size, "middle", "font-weight=\"bold\"");
   s += draw_y_axis(f, y, true);

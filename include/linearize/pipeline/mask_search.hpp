@@ -117,8 +117,8 @@ weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
 
 struct mask_search_result {
   train::history history;
-  torch::Tensor scores;  ///< float [entries]: the relaxation's score of each mask entry
-  torch::Tensor kept;    ///< bool [entries]: what the relaxation counts as kept
+  torch::Tensor scores{};  ///< float [entries]: the relaxation's score of each mask entry
+  torch::Tensor kept{};    ///< bool [entries]: what the relaxation counts as kept
   double mask_speed = 1;
 };
 
