@@ -295,10 +295,15 @@ int main(int argc, char** argv) {
           auto row = row_of(r, "snl-tracking+bcd");
           row.images_forwarded += start.images_forwarded;
           row.wall_time_s += start.seconds;
-          const auto rep = lz::select::coordinate_report::of(r.stages.at(0));
-          row.set("start_relus", start.relu_count).set("bcd_iterations", rep.iterations)
-              .set("bcd_tries", rep.tries).set("bcd_early_rejections", rep.early_rejections)
-              .set("bcd_fallbacks", rep.fallbacks);
+          row.set("start_relus", start.relu_count);
+          // A search that already ended within this budget leaves coordinate descent nothing to do.
+          if (r.stages.at(0).details.has_value()) {
+            const auto rep = lz::select::coordinate_report::of(r.stages.at(0));
+            row.set("bcd_iterations", rep.iterations).set("bcd_tries", rep.tries)
+                .set("bcd_early_rejections", rep.early_rejections).set("bcd_fallbacks", rep.fallbacks);
+          } else {
+            row.set("bcd_iterations", 0);
+          }
           finish(row, net, "bcd_" + b, b);
         }
       }
