@@ -20,7 +20,43 @@ find_dependency(ONNX)
 # `#pragma omp parallel` is ignored and the fused kernels run on one thread.
 find_dependency(OpenMP)
 
+# c10d's process groups (distributed/process_group.hpp) exist only where LibTorch was built with
+# them, and their headers show them only with USE_C10D_GLOO / USE_C10D_NCCL defined: each is
+# defined here where a program using it compiles and links against this LibTorch (Gloo also
+# needs its headers, Debian's libgloo-dev; NCCL a CUDA build of LibTorch).
+include(CheckCXXSourceCompiles)
+if(NOT DEFINED LINEARIZE_C10D_GLOO OR NOT DEFINED LINEARIZE_C10D_NCCL)
+  set(CMAKE_REQUIRED_LIBRARIES torch)
+  set(CMAKE_REQUIRED_QUIET ON)
+  set(CMAKE_REQUIRED_DEFINITIONS -DUSE_C10D_GLOO)
+  check_cxx_source_compiles([[
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+int main() { return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1") == nullptr; }
+]] LINEARIZE_C10D_GLOO)
+  set(CMAKE_REQUIRED_DEFINITIONS -DUSE_C10D_NCCL)
+  check_cxx_source_compiles([[
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+int main() { return c10d::ProcessGroupNCCL::Options::create() == nullptr; }
+]] LINEARIZE_C10D_NCCL)
+  unset(CMAKE_REQUIRED_LIBRARIES)
+  unset(CMAKE_REQUIRED_DEFINITIONS)
+  unset(CMAKE_REQUIRED_QUIET)
+  foreach(backend GLOO NCCL)
+    if(LINEARIZE_C10D_${backend})
+      message(STATUS "linearize: c10d ${backend}: yes")
+    else()
+      message(STATUS "linearize: c10d ${backend}: no")
+    endif()
+  endforeach()
+endif()
+
 function(linearize_link_dependencies target)
   target_link_libraries(${target} INTERFACE torch Boost::headers ZLIB::ZLIB JPEG::JPEG Threads::Threads
                         OpenMP::OpenMP_CXX onnx nlohmann_json::nlohmann_json fmt::fmt)
+  if(LINEARIZE_C10D_GLOO)
+    target_compile_definitions(${target} INTERFACE USE_C10D_GLOO)
+  endif()
+  if(LINEARIZE_C10D_NCCL)
+    target_compile_definitions(${target} INTERFACE USE_C10D_NCCL)
+  endif()
 endfunction()

@@ -51,6 +51,7 @@ struct settings {
   train::baseline_spec spec;
   run_options options;
   std::optional<fs::path> out_mask;
+  cli::parallel_options parallel;
 };
 
 void add_options(CLI::App& app, settings& s) {
@@ -83,6 +84,7 @@ void add_options(CLI::App& app, settings& s) {
   app.add_option("--work-dir", s.options.work_dir, "checkpoints; rerunning resumes");
   app.add_option("--out-mask", s.out_mask, "the final mask (default: <work-dir>/bcd.mask)");
   cli::add_seed(app, s.options.seed, "seeds the search and finetuning");
+  cli::add_parallel(app, s.parallel);
 }
 
 int run_example(settings& s) {
@@ -107,6 +109,7 @@ int run_example(settings& s) {
   auto data = baseline_run_data(base.record, spec.data_dir);
   if (subset > 0) data.train = data.train.take(subset);
   options.augment = base.record.recipe.augment;
+  options.sync_batchnorm = s.parallel.sync_batchnorm;
   fmt::print("baseline {}: test top-1 {:.2f}%; {} train, {} held-out (scoring), {} test images\n",
              base.record.model, 100 * base.record.test_top1, grouped(data.train.size()),
              grouped(data.held_out.size()), grouped(data.test.size()));
@@ -133,7 +136,7 @@ int run_example(settings& s) {
              grouped(result.images_forwarded));
   for (const auto& s : result.stages) print_stage(s);
   report(std::cout, result, MaskSet(*net), pi::delphi());
-  MaskSet(*net).save(out_mask);
+  if (cli::writer()) MaskSet(*net).save(out_mask);
   fmt::print("mask written to {}\n", out_mask.string());
   return 0;
 }
@@ -145,5 +148,5 @@ int main(int argc, char** argv) {
                "or after SNL (--snl-budget). Rerunning the same command resumes.", "bcd"};
   settings s;
   add_options(app, s);
-  return cli::run(app, argc, argv, [&] { return run_example(s); });
+  return cli::run(app, s.parallel, argc, argv, [&] { return run_example(s); });
 }

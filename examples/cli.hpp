@@ -5,7 +5,14 @@
 //   --help                usage on stdout, exit status 0, nothing else done (no file written)
 //   a bad command line    what is wrong on stderr, exit status 2
 //   an error in the run   (linearize::error, LibTorch's) its message on stderr, exit status 1
+// Programs that train can run data-parallel (add_parallel, run with parallel_options): with
+// --nproc N the program starts N ranks of itself on this machine; under a launcher or
+// scheduler that sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT each process joins that run.
+// Rank 0 writes the files and prints progress (writer()).
 #include <linearize/data/registry.hpp>
+#include <linearize/distributed/group.hpp>
+#include <linearize/distributed/launch.hpp>
+#include <linearize/distributed/process_group.hpp>
 #include <linearize/models/registry.hpp>
 #include <linearize/policy/budget.hpp>
 #include <linearize/support/error.hpp>
@@ -15,6 +22,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -143,6 +151,46 @@ inline void add_baseline_spec(CLI::App& app, linearize::train::baseline_spec& sp
   app.add_option("--width", spec.width, "the model's width knob (" + knobs + ")")->check(above(0));
 }
 
+/// How a program runs data-parallel (distributed/): --nproc and the group's settings.
+struct parallel_options {
+  int nproc = 1;
+  double timeout_s = 1800;
+  double stop_grace_s = 10;
+  bool sync_batchnorm = false;
+};
+
+/// --nproc, --dist-timeout, --stop-grace and --sync-batchnorm.
+inline void add_parallel(CLI::App& app, parallel_options& p) {
+  app.add_option("--nproc", p.nproc,
+                 "data-parallel: start this many ranks of the program on this machine (each gets "
+                 "cores / N threads); leave it out under a launcher that sets RANK and WORLD_SIZE")
+      ->check(at_least(1));
+  app.add_option("--dist-timeout", p.timeout_s,
+                 "data-parallel: seconds a rank waits for the others (rendezvous, each collective) "
+                 "before it fails")
+      ->check(above(0));
+  app.add_option("--stop-grace", p.stop_grace_s,
+                 "data-parallel: seconds --nproc gives the other ranks to stop by themselves after one failed")
+      ->check(at_least(0.0));
+  app.add_flag("--sync-batchnorm", p.sync_batchnorm,
+               "data-parallel: BatchNorm statistics over the whole global batch instead of each rank's shard");
+}
+
+/// Whether this process writes the run's files (rank 0, or the only process).
+inline bool writer() { return linearize::distributed::world().writer(); }
+
+namespace detail {
+template <class F>
+int guarded(F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {  // linearize::error, and LibTorch's own
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+}  // namespace detail
+
 /// Parses the command line, then runs `body()` (returning the exit status).
 template <class Body>
 int run(CLI::App& app, int argc, char** argv, Body&& body) {
@@ -151,12 +199,31 @@ int run(CLI::App& app, int argc, char** argv, Body&& body) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; anything else is a bad command line
   }
+  return detail::guarded(body);
+}
+
+/// Parses the command line, then either starts `p.nproc` ranks of this program and waits for
+/// them (the launching process with --nproc N > 1), or joins the run the environment describes
+/// (one process when there is none) and runs `body()` in it.
+template <class Body>
+int run(CLI::App& app, const parallel_options& p, int argc, char** argv, Body&& body) {
   try {
-    return body();
-  } catch (const std::exception& e) {  // linearize::error, and LibTorch's own
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
   }
+  namespace dist = linearize::distributed;
+  return detail::guarded([&] {
+    if (p.nproc > 1 && !dist::launched_locally()) {
+      const auto grace = std::chrono::milliseconds(static_cast<int64_t>(p.stop_grace_s * 1000));
+      return dist::launch_local(p.nproc, argc, argv, {.grace = grace});
+    }
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(p.timeout_s * 1000));
+    dist::init_from_env({.timeout = timeout});
+    // Rank 0 speaks for the run; the others' reports would repeat it (errors still show).
+    if (dist::process_rank() != 0) std::freopen("/dev/null", "w", stdout);
+    return body();
+  });
 }
 
 }  // namespace cli

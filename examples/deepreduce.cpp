@@ -37,6 +37,7 @@ namespace fs = std::filesystem;
 using namespace linearize;
 
 struct settings {
+  cli::parallel_options parallel;
   fs::path data_dir{};
   int64_t train_subset = 0;
   int64_t budget = 0;
@@ -95,6 +96,7 @@ void add_options(CLI::App& app, settings& s) {
       ->check(count(0));
   app.add_option("--out", s.out, "output directory");
   cli::add_seed(app, s.seed, "seed of split, batches, augmentation, weights");
+  cli::add_parallel(app, s.parallel);
 }
 
 /// The baseline's architecture (pretrain's default: ResNet18-IN at width 16 on 1x28x28).
@@ -133,7 +135,7 @@ std::string percent(double top1) { return std::isnan(top1) ? "-" : fmt::format("
 void save_rows(const fs::path& file, std::vector<io::result_row>& rows) {
   for (auto& r : rows)
     if (std::isnan(r.pi_latency_s)) r.pi_latency_s = pi::delphi().latency(r.relu_count);
-  io::write_csv(file, rows);
+  if (cli::writer()) io::write_csv(file, rows);
 }
 
 int run_example(const settings& s) {
@@ -164,6 +166,7 @@ int run_example(const settings& s) {
   options.batch_size = 128;
   options.augment = base.record.recipe.augment;
   options.progress.mode = train::progress_mode::lines;
+  options.sync_batchnorm = s.parallel.sync_batchnorm;
 
   // ---- 1. criticality, measured once here so that the plan can be shown before anything else
   // runs and the default budget can follow from it -------------------------------------------------
@@ -279,5 +282,5 @@ int main(int argc, char** argv) {
                "Fashion-MNIST with ResNet18-IN at width 16.", "deepreduce"};
   settings s;
   add_options(app, s);
-  return cli::run(app, argc, argv, [&] { return run_example(s); });
+  return cli::run(app, s.parallel, argc, argv, [&] { return run_example(s); });
 }

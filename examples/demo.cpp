@@ -33,7 +33,9 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", spec.data_dir, "Fashion-MNIST directory (Debian's dataset-fashion-mnist when not given)")
       ->default_str("");
   app.add_option("--out", out, "where results and plots go");
-  return cli::run(app, argc, argv, [&] {
+  cli::parallel_options parallel;
+  cli::add_parallel(app, parallel);
+  return cli::run(app, parallel, argc, argv, [&] {
     const auto budget = lz::parse_budget(budget_text);
 
     const auto rt = lz::runtime::configure();
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
     lz::run_options options;
     options.work_dir = out / ("snl_" + budget_text);
     options.augment = base.record.recipe.augment;
+    options.sync_batchnorm = parallel.sync_batchnorm;
     auto net = base.net->copy();
     const auto result = lz::run(snl, net, base.net, data, budget, options);
 
@@ -78,10 +81,12 @@ int main(int argc, char** argv) {
     fmt::print("\n[3/3] results\n");
     const lz::MaskSet masks(*net);
     lz::report(std::cout, result, masks, lz::pi::delphi());
-    lz::save_outputs(out, "snl", result, masks, lz::pi::delphi());
-    // The finetuned network with its masks: what examples/export exports for private inference
-    // (and what Python's torch.load reads).
-    lz::io::export_state(*net, out / "linearized.pt");
+    if (cli::writer()) {
+      lz::save_outputs(out, "snl", result, masks, lz::pi::delphi());
+      // The finetuned network with its masks: what examples/export exports for private inference
+      // (and what Python's torch.load reads).
+      lz::io::export_state(*net, out / "linearized.pt");
+    }
     const auto full = lz::pi::delphi().latency(result.total_relus);
     const auto now = lz::pi::delphi().latency(result.relu_count);
     fmt::print("\nprivate inference (DELPHI, ~22.5 us per ReLU): {:.2f} s -> {:.3f} s per image ({:.0f}x faster)\n",

@@ -68,12 +68,15 @@ int main(int argc, char** argv) {
                  "to PATH with .json, the checkpoint to PATH with .ckpt")
       ->default_str("");
   cli::add_threads(app, threads);
+  cli::parallel_options parallel;
+  cli::add_parallel(app, parallel);
   auto* fresh_flag = app.add_flag("--fresh", fresh, "train from scratch, deleting the cached files first");
   app.add_flag("--resume", resume, "use the cache / continue an interrupted run (the default)")
       ->excludes(fresh_flag);
 
-  return cli::run(app, argc, argv, [&] {
+  return cli::run(app, parallel, argc, argv, [&] {
     options.resume = !fresh;
+    options.sync_batchnorm = parallel.sync_batchnorm;
     const auto rt = cli::configure(threads);
     fmt::print("linearize: {} threads, {}\n", rt.threads, rt.allocator_name());
 

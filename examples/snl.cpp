@@ -60,8 +60,10 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", work_dir,
                  "checkpoints; rerunning the same command resumes (default: runs/snl/<every setting>)");
   cli::add_threads(app, threads);
+  cli::parallel_options parallel;
+  cli::add_parallel(app, parallel);
 
-  return cli::run(app, argc, argv, [&] {
+  return cli::run(app, parallel, argc, argv, [&] {
     const bool recalibrate = !no_recalibrate;
     const auto budget = linearize::parse_budget(budget_text);
 
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
     linearize::run_options options;
     options.seed = seed;
     options.augment = base.record.recipe.augment;
+    options.sync_batchnorm = parallel.sync_batchnorm;
     // Every setting that changes the run is in the default directory's name: a checkpoint is only
     // ever resumed by the same command, never by one with, say, another plan length.
     const auto num = [](double v) { return fmt::format("{:g}", v); };
@@ -109,7 +112,8 @@ int main(int argc, char** argv) {
             : (selection == "magnitude" ? go(lasso, linearize::select::magnitude{}) : go(lasso, linearize::select::top_k{}));
 
     linearize::report(std::cout, result, linearize::MaskSet(*net), linearize::pi::delphi());
-    linearize::save_outputs(options.work_dir, "snl", result, linearize::MaskSet(*net), linearize::pi::delphi());
+    if (cli::writer())
+      linearize::save_outputs(options.work_dir, "snl", result, linearize::MaskSet(*net), linearize::pi::delphi());
     return 0;
   });
 }

@@ -329,7 +329,7 @@ TEST_CASE("what a PI graph cannot express is refused by name", "[pi_export]") {
   }
   {
     auto net = models::resnet18_in({.channels = 1, .size = 28, .width = 4});
-    auto unstable = torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(4).track_running_stats(false));
+    auto unstable = models::BatchNorm2d(torch::nn::BatchNorm2dOptions(4).track_running_stats(false));
     net->bn1 = net->replace_module("bn1", unstable);
     expect_error([&] { (void)io::pi_graph_of(*net, {1, 28, 28}); }, "module 'bn1' (aten::batch_norm)");
   }

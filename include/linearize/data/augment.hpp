@@ -1,7 +1,8 @@
 #pragma once
 // Turning uint8 images into a normalized float batch, with the standard CIFAR augmentation
 // (random crop after zero padding, horizontal flip) done in the same single pass. The crop and
-// flip of each sample come from derive_seed(seed, {sample}), so a batch is reproducible.
+// flip of each sample come from derive_seed(seed, {sample}), so a batch is reproducible, and a
+// part of a batch (a rank's shard) is augmented as in the whole batch (`first`).
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
 
@@ -23,10 +24,12 @@ inline constexpr augmentation cifar_augmentation{.crop_padding = 4, .horizontal_
 
 /// uint8 [B, C, H, W] -> float [B, C, H, W], (pixel / 255 - mean) / std per channel, with
 /// padded pixels reading 0 (black) before normalization, as torchvision's RandomCrop does.
+/// `first`: the position of images[0] in the batch the seed belongs to (a shard's offset).
 [[nodiscard]] inline torch::Tensor make_batch(const torch::Tensor& images,
                                               const std::vector<double>& mean,
                                               const std::vector<double>& stdev,
-                                              const augmentation& aug, uint64_t seed) {
+                                              const augmentation& aug, uint64_t seed,
+                                              int64_t first = 0) {
   require(images.dim() == 4 && images.scalar_type() == torch::kByte,
           "make_batch: images must be uint8 [B, C, H, W], got ", images.sizes());
   const auto src = images.contiguous();
@@ -46,7 +49,7 @@ inline constexpr augmentation cifar_augmentation{.crop_padding = 4, .horizontal_
   }
   const int64_t pad = aug.crop_padding;
   for (int64_t b = 0; b < B; ++b) {
-    const uint64_t r = derive_seed(seed, {static_cast<uint64_t>(b)});
+    const uint64_t r = derive_seed(seed, {static_cast<uint64_t>(first + b)});
     const int64_t dy = pad ? static_cast<int64_t>(r % (2 * pad + 1)) - pad : 0;
     const int64_t dx = pad ? static_cast<int64_t>((r >> 16) % (2 * pad + 1)) - pad : 0;
     const bool flip = aug.horizontal_flip && ((r >> 40) & 1u);

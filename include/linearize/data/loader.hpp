@@ -10,6 +10,7 @@
 // 2-core machine, 30-40 ms a batch where making the batch takes ~1 ms (benchmarks/data_bench).
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
+#include <linearize/distributed/shard.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
 
@@ -33,6 +34,11 @@ struct loader_options {
   augmentation augment{};
   uint64_t seed = 0;
   bool prefetch = true;  ///< prepare the next batch on a background thread
+  /// Data-parallel training: this loader gives shard `shard_index` of `shard_count` of every
+  /// batch (distributed/shard.hpp), the samples and augmentation the whole batch has there.
+  /// batch_size stays the global batch's size.
+  int shard_index = 0;
+  int shard_count = 1;
 };
 
 struct batch {
@@ -101,6 +107,10 @@ class batch_loader {
     require(!options_.drop_last || data_.size() >= options_.batch_size, "dataset '", data_.name,
             "' has ", data_.size(), " samples, fewer than one batch of ", options_.batch_size,
             " with drop_last");
+    require(options_.shard_count >= 1 && options_.shard_index >= 0 &&
+                options_.shard_index < options_.shard_count,
+            "loader: shard ", options_.shard_index, " of ", options_.shard_count,
+            "; expected 0 <= shard_index < shard_count");
   }
   batch_loader(const batch_loader&) = delete;
   batch_loader& operator=(const batch_loader&) = delete;
@@ -115,17 +125,23 @@ class batch_loader {
     return options_.drop_last ? n / b : (n + b - 1) / b;
   }
 
-  /// Batch `index` of epoch `epoch`, computed on the calling thread.
+  /// Samples in batch `index` of an epoch (all shards together).
+  [[nodiscard]] int64_t batch_samples(int64_t index) const {
+    const int64_t begin = index * options_.batch_size;
+    return std::min(data_.size(), begin + options_.batch_size) - begin;
+  }
+
+  /// Batch `index` of epoch `epoch` (this loader's shard of it), computed on the calling thread.
   [[nodiscard]] batch make(int64_t epoch, int64_t index) const {
     require(index >= 0 && index < batches_per_epoch(), "batch index ", index,
             " out of range [0, ", batches_per_epoch(), ")");
     const int64_t begin = index * options_.batch_size;
-    const int64_t end = std::min(data_.size(), begin + options_.batch_size);
-    const auto ids = order(epoch).slice(0, begin, end);
+    const auto part = distributed::shard_of(batch_samples(index), options_.shard_index, options_.shard_count);
+    const auto ids = order(epoch).slice(0, begin + part.begin, begin + part.end);
     const auto seed = derive_seed(options_.seed, {static_cast<uint64_t>(epoch),
                                                   static_cast<uint64_t>(index), 0xa06u});
     return {make_batch(data_.images.index_select(0, ids), data_.mean, data_.stdev,
-                       options_.augment, seed),
+                       options_.augment, seed, part.begin),
             data_.labels.index_select(0, ids), index};
   }
 

@@ -10,6 +10,7 @@
 #include <linearize/core/granularity.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/models/batch_norm.hpp>
 #include <linearize/models/layers.hpp>
 #include <linearize/models/registry.hpp>
 #include <linearize/support/error.hpp>
@@ -49,17 +50,17 @@ class SeparableBlockImpl : public torch::nn::Module {
                      const std::string& stage, int layer) {
     const int64_t out_size = strided_size(size, stride);
     conv1 = register_module("conv1", conv(in, in, 3, stride, /*groups=*/in));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(in));
+    bn1 = register_module("bn1", BatchNorm2d(in));
     relu1 = register_module("relu1", slot(grain, in, out_size, stage, layer));
     conv2 = register_module("conv2", conv(in, out, 1));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(out));
+    bn2 = register_module("bn2", BatchNorm2d(out));
     relu2 = register_module("relu2", slot(grain, out, out_size, stage, layer + 1));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     return relu2(bn2(conv2(relu1(bn1(conv1(x))))));
   }
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   ReluSlot relu1{nullptr}, relu2{nullptr};
 };
 TORCH_MODULE(SeparableBlock);
@@ -77,7 +78,7 @@ class MobileNetV1Impl : public NetworkFromOptions<MobileNetV1Impl> {
     require_input_size(model_name, options.size, 16);
     const int64_t stem = scaled(32);
     conv1 = register_module("conv1", conv(options.channels, stem, 3));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(stem));
+    bn1 = register_module("bn1", BatchNorm2d(stem));
     relu = register_module("relu", slot(options.grain, stem, options.size, "stem", 0));
 
     layers = register_module("layers", torch::nn::Sequential());
@@ -116,7 +117,7 @@ class MobileNetV1Impl : public NetworkFromOptions<MobileNetV1Impl> {
 
   const mobilenet_v1_options options;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   ReluSlot relu{nullptr};
   torch::nn::Sequential layers{nullptr};
   torch::nn::Linear linear{nullptr};

@@ -9,6 +9,7 @@
 #include <linearize/core/granularity.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/models/batch_norm.hpp>
 #include <linearize/models/layers.hpp>
 #include <linearize/models/registry.hpp>
 #include <linearize/support/error.hpp>
@@ -40,15 +41,15 @@ class BasicBlockImpl : public torch::nn::Module {
                  const std::string& stage, int layer) {
     const int64_t out_size = strided_size(size, stride);
     conv1 = register_module("conv1", conv(in, out, 3, stride));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(out));
+    bn1 = register_module("bn1", BatchNorm2d(out));
     relu1 = register_module("relu1", slot(grain, out, out_size, stage, layer));
     conv2 = register_module("conv2", conv(out, out, 3));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(out));
+    bn2 = register_module("bn2", BatchNorm2d(out));
     // An empty Sequential where the shape is kept, as in the PyTorch code (no parameters).
     shortcut = register_module("shortcut", torch::nn::Sequential());
     if (stride != 1 || in != out) {
       shortcut->push_back(conv(in, out, 1, stride));
-      shortcut->push_back(torch::nn::BatchNorm2d(out));
+      shortcut->push_back(BatchNorm2d(out));
     }
     relu2 = register_module("relu2", slot(grain, out, out_size, stage, layer + 1));
   }
@@ -60,7 +61,7 @@ class BasicBlockImpl : public torch::nn::Module {
   }
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential shortcut{nullptr};
   ReluSlot relu1{nullptr}, relu2{nullptr};
 };
@@ -78,7 +79,7 @@ class ResNet18InImpl : public NetworkFromOptions<ResNet18InImpl> {
     require_input_size(model_name, options.size, 8);
     const int64_t w = options.width;
     conv1 = register_module("conv1", conv(options.channels, w, 3));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(w));
+    bn1 = register_module("bn1", BatchNorm2d(w));
     if (options.stem_relu) relu = register_module("relu", slot(options.grain, w, options.size, "stem", 0));
 
     const std::array<int64_t, 4> widths{w, 2 * w, 4 * w, 8 * w};
@@ -121,7 +122,7 @@ class ResNet18InImpl : public NetworkFromOptions<ResNet18InImpl> {
 
   const resnet18_in_options options;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   ReluSlot relu{nullptr};  ///< only with stem_relu
   std::array<torch::nn::Sequential, 4> layers{nullptr, nullptr, nullptr, nullptr};
   torch::nn::Linear linear{nullptr};

@@ -10,6 +10,7 @@
 #include <linearize/core/granularity.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/models/batch_norm.hpp>
 #include <linearize/models/layers.hpp>
 #include <linearize/models/registry.hpp>
 #include <linearize/support/error.hpp>
@@ -41,10 +42,10 @@ class PreActBlockImpl : public torch::nn::Module {
                   const std::string& stage, int layer)
       : same_shape(in == out && stride == 1) {
     const int64_t out_size = strided_size(size, stride);
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(in));
+    bn1 = register_module("bn1", BatchNorm2d(in));
     relu1 = register_module("relu1", slot(grain, in, size, stage, layer));
     conv1 = register_module("conv1", conv(in, out, 3, stride));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(out));
+    bn2 = register_module("bn2", BatchNorm2d(out));
     relu2 = register_module("relu2", slot(grain, out, out_size, stage, layer + 1));
     conv2 = register_module("conv2", conv(out, out, 3));
     if (!same_shape) convShortcut = register_module("convShortcut", conv(in, out, 1, stride));
@@ -57,7 +58,7 @@ class PreActBlockImpl : public torch::nn::Module {
   }
 
   const bool same_shape;
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   ReluSlot relu1{nullptr}, relu2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, convShortcut{nullptr};
 };
@@ -102,7 +103,7 @@ class WideResNetImpl : public NetworkFromOptions<WideResNetImpl> {
       }
       groups[g] = register_module(stage, group);
     }
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(in));
+    bn1 = register_module("bn1", BatchNorm2d(in));
     fc = register_module("fc", torch::nn::Linear(in, options.classes));
   }
 
@@ -128,7 +129,7 @@ class WideResNetImpl : public NetworkFromOptions<WideResNetImpl> {
   const wide_resnet_options options;
   torch::nn::Conv2d conv1{nullptr};
   std::array<WideGroup, 3> groups{nullptr, nullptr, nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   torch::nn::Linear fc{nullptr};
 };
 

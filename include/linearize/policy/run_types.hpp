@@ -52,6 +52,9 @@ struct run_options {
   int64_t eval_batch_size = 512;
   int64_t checkpoint_every = 200;    ///< steps between checkpoints within an epoch
   train::progress_options progress{};
+  /// Data-parallel runs (distributed/): BatchNorm over the whole global batch instead of each
+  /// rank's shard in every training phase (train::options::sync_batchnorm).
+  bool sync_batchnorm = false;
   /// Budgets of the first stages of a chain, in order; a stage without one here (the last, by
   /// default every stage) takes the run's budget. `snl | bcd` with {budget(15'000)} and a run
   /// budget of 6'000: SNL goes to 15K, coordinate descent from there to 6K.

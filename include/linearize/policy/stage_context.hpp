@@ -130,6 +130,7 @@ class stage_context {
     o.checkpoint_every = o.checkpoint.empty() ? 0 : options.checkpoint_every;
     o.eval_batch_size = options.eval_batch_size;
     o.progress = options.progress;
+    o.sync_batchnorm = options.sync_batchnorm;
     return o;
   }
   /// The finetuning recipe of the literature (REFERENCES.md): KD at `kd_temperature` plus cross

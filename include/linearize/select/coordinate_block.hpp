@@ -36,7 +36,12 @@
 // Resume. With a work directory the search checkpoints after every iteration (and before each
 // finetune) into stage<i>_bcd.ckpt (coordinate_state.hpp); finetunes checkpoint through the
 // trainer. Calling run() again continues from the last checkpoint to the same mask.
+//
+// Data-parallel: candidates are scored with the scoring set shared out among the ranks
+// (scoring.hpp), finetunes train data-parallel; every rank draws the same blocks (seeded),
+// sees the same scores and so keeps the same mask. Rank 0 writes the checkpoints.
 #include <linearize/core/mask_set.hpp>
+#include <linearize/distributed/group.hpp>
 #include <linearize/policy/concepts/scheduler.hpp>
 #include <linearize/policy/roles.hpp>
 #include <linearize/policy/run_types.hpp>
@@ -336,7 +341,7 @@ struct coordinate_block {
       st.finetune_pending = false;
       st.report.iterations = ++st.iteration;
       save();
-      if (had_finetune && !file.empty()) {  // the search's checkpoint now holds its weights
+      if (had_finetune && !file.empty() && distributed::world().writer()) {  // the search's checkpoint now holds its weights
         std::error_code ec;
         const auto ft = ctx.checkpoint(phase(st.iteration - 1));
         std::filesystem::remove(ft, ec);
@@ -355,7 +360,7 @@ struct coordinate_block {
 
     void save() {
       st.report.seconds = elapsed();
-      if (!file.empty()) save_coordinate_state(file, ctx.net, st);
+      if (!file.empty() && distributed::world().writer()) save_coordinate_state(file, ctx.net, st);
     }
 
     [[nodiscard]] std::string identity(int64_t start_count) const {

@@ -12,8 +12,16 @@
 // measure_stage_criticality works inside a stage (select::stage_criticality calls it);
 // measure_criticality measures outside a run, on a copy of the network, so that programs can
 // show the ranking (and plan with it) before the pipeline runs.
+//
+// Data-parallel: the stages are independent measurements, so they are shared out among the
+// ranks (the k-th stage with ReLUs to rank k mod size), each measured by its rank alone
+// (distributed::on_this_rank: its own training, evaluation and checkpoint files), then the rows,
+// the images forwarded, the epochs and the history rows are gathered so that every rank has
+// all of them. A stage is measured exactly as one process measures it.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
+#include <linearize/distributed/group.hpp>
+#include <linearize/models/batch_norm.hpp>
 #include <linearize/policy/run_types.hpp>
 #include <linearize/policy/stage_context.hpp>
 #include <linearize/select/deepreduce_plan.hpp>
@@ -24,6 +32,7 @@
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/trainer.hpp>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -34,6 +43,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -73,9 +83,7 @@ inline void reinitialize(NetworkImpl& net, uint64_t seed) {
     else if (auto* c2 = dynamic_cast<torch::nn::Conv2dImpl*>(m)) c2->reset_parameters();
     else if (auto* c3 = dynamic_cast<torch::nn::Conv3dImpl*>(m)) c3->reset_parameters();
     else if (auto* l = dynamic_cast<torch::nn::LinearImpl*>(m)) l->reset_parameters();
-    else if (auto* b1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(m)) b1->reset_parameters();
-    else if (auto* b2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m)) b2->reset_parameters();
-    else if (auto* b3 = dynamic_cast<torch::nn::BatchNorm3dImpl*>(m)) b3->reset_parameters();
+    else if (models::visit_batchnorm(m, [](auto& bn) { bn.reset_parameters(); })) continue;
     else if (!dynamic_cast<ReluSlotImpl*>(m))
       require(m->named_parameters(/*recurse=*/false).is_empty(), "stage_criticality (train mode): cannot "
               "re-initialize module '", item.key(), "' (", m->name(), "); expected Conv, Linear and BatchNorm "
@@ -97,8 +105,58 @@ inline std::string phase_name(const std::string& what, const std::string& stage)
 
 template <class Context>
 std::ostream* report_stream(const Context& ctx) {
-  if (ctx.options.progress.mode == train::progress_mode::silent) return nullptr;
+  if (ctx.options.progress.mode == train::progress_mode::silent || distributed::process_rank() != 0)
+    return nullptr;
   return ctx.options.progress.out ? ctx.options.progress.out : &std::cerr;
+}
+
+/// After the ranks measured their stages: every rank gets every row's accuracy and score, and
+/// what each rank spent (images, epochs, history rows, in stage order) is added on every rank.
+template <class Context>
+void gather_criticality(Context& ctx, std::vector<criticality_row>& rows, const std::vector<int>& owner,
+                        const stage_spending& before, const distributed::group& group) {
+  auto measured = torch::zeros({static_cast<int64_t>(2 * rows.size() + 2)}, torch::kDouble);
+  auto* m = measured.data_ptr<double>();
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (owner[i] == group.rank()) {
+      m[2 * i] = rows[i].accuracy;
+      m[2 * i + 1] = rows[i].score;
+    }
+  m[2 * rows.size()] = static_cast<double>(ctx.spent.images_forwarded - before.images_forwarded);
+  m[2 * rows.size() + 1] = static_cast<double>(ctx.spent.finetune_epochs - before.finetune_epochs);
+  group.sum(measured);
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (owner[i] >= 0) {
+      rows[i].accuracy = m[2 * i];
+      rows[i].score = m[2 * i + 1];
+    }
+  ctx.spent.images_forwarded = before.images_forwarded + static_cast<int64_t>(m[2 * rows.size()]);
+  ctx.spent.finetune_epochs = before.finetune_epochs + static_cast<int64_t>(m[2 * rows.size() + 1]);
+
+  nlohmann::json mine = nlohmann::json::array();
+  for (size_t i = before.history.size(); i < ctx.spent.history.size(); ++i) {
+    const auto& r = ctx.spent.history[i];
+    mine.push_back({r.stage, r.phase, r.epoch, r.penalty_weight, r.relu_count, r.loss, r.train_accuracy,
+                    r.held_out_accuracy, r.seconds});
+  }
+  ctx.spent.history.resize(before.history.size());
+  std::vector<std::pair<size_t, history_row>> all;  // (stage position, row)
+  const auto position = [&](const std::string& phase) {
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (phase == phase_name("criticality", rows[i].name)) return i;
+    return rows.size();
+  };
+  // NaN (a row without held-out accuracy) travels as null.
+  const auto number = [](const nlohmann::json& j) { return j.is_null() ? NAN : j.get<double>(); };
+  for (const auto& text : group.gather_text(mine.dump()))
+    for (const auto& j : nlohmann::json::parse(text)) {
+      history_row r{.stage = j[0].get<size_t>(), .phase = j[1].get<std::string>(), .epoch = j[2].get<int64_t>(),
+                    .penalty_weight = number(j[3]), .relu_count = j[4].get<int64_t>(), .loss = number(j[5]),
+                    .train_accuracy = number(j[6]), .held_out_accuracy = number(j[7]), .seconds = number(j[8])};
+      all.emplace_back(position(r.phase), std::move(r));
+    }
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [pos, r] : all) ctx.spent.history.push_back(std::move(r));
 }
 
 }  // namespace detail
@@ -131,15 +189,32 @@ std::vector<criticality_row> measure_stage_criticality(Context& ctx, const criti
   require(ctx.data.held_out.size() > 0, "stage_criticality: run_data::held_out is empty; stages are ranked on "
           "held-out training data (the test set never decides anything)");
   const auto backup = ctx.net.copy();  // every measurement starts from the network as given
+  const auto group = distributed::world();
+  const stage_spending before = group.alone() ? stage_spending{} : ctx.spent;
+  torch::Tensor generator;
+  if (!group.alone()) {
+    auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    generator = cpu.get_state();
+  }
   std::vector<criticality_row> rows;
+  std::vector<int> owner;  // the rank measuring each row (-1: nothing to measure)
+  int measured = 0;
   uint64_t index = 0;
   for (const auto& stage : ctx.masks.per_stage()) {
     criticality_row row{.name = stage.name, .relus = stage.active};
     ++index;
     if (stage.active == 0) {  // nothing to keep: nothing to measure
       rows.push_back(row);
+      owner.push_back(-1);
       continue;
     }
+    owner.push_back(measured++ % group.size());
+    if (owner.back() != group.rank()) {  // another rank's stage
+      rows.push_back(row);
+      continue;
+    }
+    const distributed::on_this_rank alone;
     if (o.mode == criticality_mode::train) detail::reinitialize(ctx.net, ctx.seed(0xc417000u + index));
     ctx.masks.harden(detail::only_stage(ctx.masks, stage.name));
     const auto phase = detail::phase_name("criticality", stage.name);
@@ -165,6 +240,13 @@ std::vector<criticality_row> measure_stage_criticality(Context& ctx, const criti
                                                        : row.accuracy / static_cast<double>(row.relus);
     rows.push_back(row);
     copy_state(*backup, ctx.net);
+  }
+  if (!group.alone()) {
+    detail::gather_criticality(ctx, rows, owner, before, group);
+    // The ranks drew from torch's generator for different stages; they continue alike.
+    auto cpu = at::globalContext().defaultGenerator(torch::kCPU);  // a handle on the generator
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    cpu.set_state(generator);
   }
   rank_stages(rows);
   return rows;

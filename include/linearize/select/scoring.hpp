@@ -15,9 +15,16 @@
 //    population correction sqrt((N - n) / (N - 1)); the spread uses the second moment E[d^2]
 //    (>= the variance), and no decision is taken on fewer than `min_samples` samples.
 // Only rejections are early: a candidate is accepted on the whole set, never on a prefix.
+//
+// Data-parallel: the batches are scored in rounds of one batch per rank (rank r scores batches
+// r, r + size, ...); after each round the ranks' per-sample results are summed, so every rank
+// holds the round's samples, and feeds them to its test batch by batch in set order. Every rank
+// therefore sees the same combined prefix and takes the same decision, at the same sample as
+// one process would; only the rest of the round's batches are forwarded in vain.
 #include <linearize/core/network.hpp>
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
+#include <linearize/distributed/group.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
@@ -87,14 +94,22 @@ struct scoring_set {
 }
 
 /// Per-sample correctness of `net` on the whole set: bool [N]. Eval mode, no gradients; the
-/// network's train/eval mode is restored.
+/// network's train/eval mode is restored. Data-parallel: batches shared out, every rank gets all.
 [[nodiscard]] inline torch::Tensor correctness(NetworkImpl& net, const scoring_set& set) {
   torch::NoGradGuard no_grad;
   train::detail::mode_guard eval_mode(net, /*training=*/false);
   const auto device = train::device_of(net);
-  std::vector<torch::Tensor> parts;
-  for (int64_t b = 0; b < set.batches(); ++b) parts.push_back(batch_correct(net, set, b, device));
-  return torch::cat(parts);
+  const auto group = distributed::world();
+  if (group.alone()) {
+    std::vector<torch::Tensor> parts;
+    for (int64_t b = 0; b < set.batches(); ++b) parts.push_back(batch_correct(net, set, b, device));
+    return torch::cat(parts);
+  }
+  auto all = torch::zeros({set.size()}, torch::kByte);
+  for (int64_t b = group.rank(); b < set.batches(); b += group.size())
+    all.slice(0, set.begin(b), set.end(b)).copy_(batch_correct(net, set, b, device));
+  group.sum(all);
+  return all.to(torch::kBool);
 }
 
 /// The sequential test of one candidate against the reference predictions (see the top).
@@ -171,7 +186,7 @@ class drop_test {
 /// What scoring one candidate found.
 struct candidate_score {
   double drop = 0;        ///< exact when complete, else the prefix estimate
-  int64_t samples = 0;    ///< images forwarded
+  int64_t samples = 0;    ///< images forwarded (by all ranks)
   bool passed = false;
   bool rejected_early = false;
 };
@@ -186,9 +201,26 @@ struct candidate_score {
   train::detail::mode_guard eval_mode(net, /*training=*/false);
   const auto device = train::device_of(net);
   drop_test test(reference_correct, threshold, rule);
-  for (int64_t b = 0; b < set.batches(); ++b)
-    if (test.add(batch_correct(net, set, b, device))) break;
-  return {test.drop(), test.samples(), test.passed(), test.rejected()};
+  const auto group = distributed::world();
+  if (group.alone()) {
+    for (int64_t b = 0; b < set.batches(); ++b)
+      if (test.add(batch_correct(net, set, b, device))) break;
+    return {test.drop(), test.samples(), test.passed(), test.rejected()};
+  }
+  int64_t forwarded = 0;
+  for (int64_t first = 0; first < set.batches() && !test.rejected(); first += group.size()) {
+    const int64_t last = std::min(set.batches(), first + group.size());  // this round: [first, last)
+    const int64_t begin = set.begin(first);
+    auto round = torch::zeros({set.end(last - 1) - begin}, torch::kByte);
+    if (const int64_t mine = first + group.rank(); mine < last)
+      round.slice(0, set.begin(mine) - begin, set.end(mine) - begin)
+          .copy_(batch_correct(net, set, mine, device));
+    group.sum(round);
+    forwarded += round.numel();
+    for (int64_t b = first; b < last; ++b)
+      if (test.add(round.slice(0, set.begin(b) - begin, set.end(b) - begin).to(torch::kBool))) break;
+  }
+  return {test.drop(), forwarded, test.passed(), test.rejected()};
 }
 
 }  // namespace linearize::select

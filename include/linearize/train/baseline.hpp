@@ -14,7 +14,9 @@
 //   out with .best.pt        the best epoch's weights while training (removed at the end)
 // The record is written first with "complete": false (it holds the recipe, so a resume with
 // another recipe is refused) and rewritten last with the results, so a record that says
-// complete always describes the weights beside it (their checksum is in it too).
+// complete always describes the weights beside it (their checksum is in it too). In a
+// data-parallel run (distributed/) the ranks train together, rank 0 writes these files and
+// every rank returns the same baseline.
 //
 // Model selection uses a held-out part of the training set (never the test set): the weights
 // kept are those of the epoch with the best held-out top-1. The split is data::split(train,
@@ -35,6 +37,7 @@
 #include <linearize/io/torch_export.hpp>
 #include <linearize/models/registry.hpp>
 #include <linearize/models/resnet18_in.hpp>  // baseline_spec's default model: registered here too
+#include <linearize/distributed/group.hpp>
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
@@ -93,6 +96,8 @@ struct baseline_options {
   progress_options progress{};
   /// Ends training after this many optimizer steps in total, as a kill would (tests).
   std::optional<int64_t> stop_after_steps{};
+  /// Data-parallel runs: BatchNorm over the whole global batch (train::options::sync_batchnorm).
+  bool sync_batchnorm = false;
 };
 
 /// What a baseline is and how good it is; the record file's content. Accuracies are fractions
@@ -320,7 +325,9 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
     const auto record = detail::cached_record(options, dataset);  // refuses another recipe
     resuming = !record;  // a complete record with a stray checkpoint: retrain
   }
-  if (!resuming) detail::remove_baseline_files(options.out);
+  // Data-parallel: rank 0 writes the files, the others wait until they are there.
+  const auto group = distributed::world();
+  if (!resuming && group.writer()) detail::remove_baseline_files(options.out);
 
   baseline_record record;
   record.model = net->describe();
@@ -331,7 +338,8 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
   record.image_width = train.width();
   record.recipe = recipe;
   record.weights = options.out.filename().string();
-  if (!resuming) detail::write_record(record_file, record);
+  if (!resuming && group.writer()) detail::write_record(record_file, record);
+  group.barrier();
 
   const auto parts = data::split(train, recipe.held_out_fraction, recipe.seed);
   record.train_samples = parts.train.size();
@@ -367,7 +375,8 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
                      .resume = resuming,
                      .seed = recipe.seed,
                      .stop_after_steps = options.stop_after_steps,
-                     .progress = options.progress};
+                     .progress = options.progress,
+                     .sync_batchnorm = options.sync_batchnorm};
   keep_best_held_out best(best_file);
   const auto result = fit(*net, parts.train, run,
                           hooks{.after_epoch = [&](epoch_context& c) { best.after_epoch(c); }});
@@ -392,13 +401,17 @@ inline baseline train_baseline(const Network& net, const data::image_dataset& tr
   record.images_per_second = rate / static_cast<double>(result.rows.size());
   record.threads = torch::get_num_threads();
 
-  io::export_state(*net, options.out);
+  if (group.writer()) io::export_state(*net, options.out);
+  group.barrier();
   record.weights_fnv1a = detail::file_checksum(options.out);
   record.complete = true;
-  detail::write_record(record_file, record);  // from here on, the cache is valid
-  std::error_code ec;
-  std::filesystem::remove(checkpoint_file, ec);
-  std::filesystem::remove(best_file, ec);
+  if (group.writer()) {
+    detail::write_record(record_file, record);  // from here on, the cache is valid
+    std::error_code ec;
+    std::filesystem::remove(checkpoint_file, ec);
+    std::filesystem::remove(best_file, ec);
+  }
+  group.barrier();
   return {net, record, true};
 }
 

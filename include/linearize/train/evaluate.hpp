@@ -1,9 +1,13 @@
 #pragma once
 // Accuracy and loss of a network on a dataset: eval mode (BatchNorm uses its running
-// statistics), no autograd, and the caller's train/eval mode restored afterwards.
+// statistics), no autograd, and the caller's train/eval mode restored afterwards. In a
+// data-parallel run (distributed/group.hpp) each rank evaluates its contiguous part of the
+// dataset and the counts are summed: every rank gets the metrics of the whole set.
 #include <linearize/core/network.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/data/loader.hpp>
+#include <linearize/distributed/group.hpp>
+#include <linearize/distributed/shard.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/losses.hpp>
@@ -61,16 +65,15 @@ struct tally {
     samples += n;
   }
 };
-}  // namespace detail
 
-/// Evaluates `net` on every batch `loader` gives for `epoch` (a loader without shuffling or
-/// augmentation gives the plain dataset).
-inline metrics evaluate(NetworkImpl& net, data::batch_loader& loader, int64_t epoch = 0) {
+/// The tally of `net` on every batch `loader` gives for `epoch`; `top5` tells whether top-5
+/// was counted (set by the first batch: classes >= 5).
+inline tally evaluate_tally(NetworkImpl& net, data::batch_loader& loader, int64_t epoch,
+                            std::optional<bool>& top5) {
   torch::NoGradGuard no_grad;
-  detail::mode_guard eval_mode(net, /*training=*/false);
+  mode_guard eval_mode(net, /*training=*/false);
   const auto device = device_of(net);
-  detail::tally t;
-  std::optional<bool> top5;
+  tally t;
   loader.start_epoch(epoch);
   while (auto b = loader.next()) {
     const auto logits = net.forward(b->images.to(device));
@@ -81,21 +84,65 @@ inline metrics evaluate(NetworkImpl& net, data::batch_loader& loader, int64_t ep
     if (!top5) top5 = logits.size(1) >= 5;
     t.add(logits, labels, cross_entropy(logits, labels).item<double>(), *top5);
   }
+  return t;
+}
+
+inline metrics to_metrics(const tally& t, bool top5) {
   metrics m;
   m.samples = t.samples;
   if (t.samples == 0) return m;
   const auto n = static_cast<double>(t.samples);
   m.top1 = static_cast<double>(t.correct1) / n;
-  if (*top5) m.top5 = static_cast<double>(t.correct5) / n;
+  if (top5) m.top5 = static_cast<double>(t.correct5) / n;
   m.loss = t.loss_sum / n;
   return m;
 }
 
-/// Evaluates `net` on all of `data`, in order, without augmentation.
+/// Samples [begin, end) of `data`, sharing its storage.
+inline data::image_dataset rows(const data::image_dataset& data, int64_t begin, int64_t end) {
+  auto out = data;
+  out.images = data.images.slice(0, begin, end);
+  out.labels = data.labels.slice(0, begin, end);
+  return out;
+}
+}  // namespace detail
+
+/// Evaluates `net` on every batch `loader` gives for `epoch` (a loader without shuffling or
+/// augmentation gives the plain dataset). This process's batches only: no ranks are combined.
+inline metrics evaluate(NetworkImpl& net, data::batch_loader& loader, int64_t epoch = 0) {
+  std::optional<bool> top5;
+  const auto t = detail::evaluate_tally(net, loader, epoch, top5);
+  return detail::to_metrics(t, top5.value_or(false));
+}
+
+/// Evaluates `net` on all of `data`, in order, without augmentation; in a data-parallel run
+/// each rank evaluates its part and every rank returns the metrics of the whole set.
 inline metrics evaluate(NetworkImpl& net, const data::image_dataset& data, int64_t batch_size = 256) {
-  data::batch_loader loader(data, data::loader_options{
-                                      .batch_size = batch_size, .shuffle = false, .seed = 0});
-  return evaluate(net, loader);
+  const auto g = distributed::world();
+  if (g.alone()) {
+    data::batch_loader loader(data, data::loader_options{
+                                        .batch_size = batch_size, .shuffle = false, .seed = 0});
+    return evaluate(net, loader);
+  }
+  require(batch_size > 0, "evaluate: batch size ", batch_size, " must be positive");
+  const auto part = distributed::shard_of(data.size(), g.rank(), g.size());
+  detail::tally t;
+  std::optional<bool> top5;
+  if (!part.empty()) {
+    data::batch_loader loader(detail::rows(data, part.begin, part.end),
+                              data::loader_options{.batch_size = batch_size, .shuffle = false, .seed = 0});
+    t = detail::evaluate_tally(net, loader, 0, top5);
+  }
+  auto sums = torch::tensor({t.loss_sum, static_cast<double>(t.correct1), static_cast<double>(t.correct5),
+                             static_cast<double>(t.samples), top5.value_or(false) ? 1.0 : 0.0},
+                            torch::kDouble);
+  g.sum(sums);
+  const auto* s = sums.data_ptr<double>();
+  detail::tally all{.loss_sum = s[0],
+                    .correct1 = static_cast<int64_t>(s[1]),
+                    .correct5 = static_cast<int64_t>(s[2]),
+                    .samples = static_cast<int64_t>(s[3])};
+  return detail::to_metrics(all, s[4] > 0);
 }
 
 inline metrics evaluate(const Network& net, const data::image_dataset& data,

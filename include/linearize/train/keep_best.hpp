@@ -4,7 +4,9 @@
 // weights go to a file as soon as an epoch is a new best (a resumed run still returns the best
 // epoch), or, for runs that keep no files, to a copy in memory. The best accuracy and epoch are
 // named scalars of the run ("best_held_out", "best_epoch", 0-based), saved by every checkpoint.
+// In a data-parallel run rank 0 writes the file and every rank restores from it.
 #include <linearize/core/network.hpp>
+#include <linearize/distributed/group.hpp>
 #include <linearize/io/torch_export.hpp>
 #include <linearize/train/history.hpp>
 #include <linearize/train/trainer.hpp>
@@ -36,7 +38,7 @@ class keep_best_held_out {
     if (c.record.eval->top1 <= best) return;
     if (file_.empty())
       copy_ = c.net.copy();
-    else
+    else if (distributed::world().writer())
       io::export_state(c.net, file_);
     best = c.record.eval->top1;
     c.values[epoch_key] = static_cast<double>(c.epoch);
@@ -48,19 +50,22 @@ class keep_best_held_out {
     const auto acc = h.values.find(accuracy_key);
     const auto epoch = h.values.find(epoch_key);
     if (acc == h.values.end() || epoch == h.values.end() || acc->second < 0) return std::nullopt;
-    if (copy_)
+    if (copy_) {
       copy_state(*copy_, net);
-    else if (!file_.empty() && std::filesystem::exists(file_))
+    } else if (!file_.empty()) {
+      distributed::world().barrier();  // rank 0 has written the file
+      if (!std::filesystem::exists(file_)) return std::nullopt;
       io::import_state(net, file_);
-    else
+    } else {
       return std::nullopt;
+    }
     return best_epoch{acc->second, static_cast<int64_t>(epoch->second)};
   }
 
   /// Removes the file of the best weights (once the run's result is safe elsewhere).
   void discard() const {
     std::error_code ec;
-    if (!file_.empty()) std::filesystem::remove(file_, ec);
+    if (!file_.empty() && distributed::world().writer()) std::filesystem::remove(file_, ec);
   }
 
  private:

@@ -3,6 +3,8 @@
 // single live line is redrawn with a carriage return; in a log (CI, nohup, a pipe) plain lines
 // are written now and then, so the log stays readable. Updates are rate-limited: the training
 // loop calls step() every step and pays for a clock read, nothing more, between redraws.
+// In a data-parallel run only rank 0 prints (the others' meters are silent).
+#include <linearize/distributed/group.hpp>
 #include <linearize/support/error.hpp>
 
 #include <fmt/format.h>
@@ -50,6 +52,7 @@ class progress_meter {
             "progress: intervals (", options_.live_interval_s, ", ", options_.line_interval_s,
             ") must not be negative");
     if (!options_.out) options_.out = &std::cerr;
+    if (distributed::process_rank() != 0) options_.mode = progress_mode::silent;
     if (options_.mode == progress_mode::automatic)
       options_.mode = (options_.out == &std::cerr && ::isatty(::fileno(stderr)))
                           ? progress_mode::live

@@ -13,13 +13,25 @@
 // out cost nothing. They are resolved at compile time: no virtual calls, no std::function.
 // State a hook must keep across a resume goes into the run's named scalars (context.values),
 // which every checkpoint saves.
+//
+// Data-parallel: in a run of several processes (distributed/group.hpp) every rank calls fit()
+// alike; each trains on its shard of every global batch and the ranks take identical steps
+// (train/data_parallel.hpp). At each epoch end (and before a checkpoint) per-rank BatchNorm
+// statistics are averaged over the ranks and the replicas are compared by checksum; rank 0
+// writes the checkpoints and prints progress; every rank resumes from rank 0's checkpoint. The
+// hooks run on every rank and see the same values (the global batch's loss). With one process
+// none of this runs.
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/data/loader.hpp>
+#include <linearize/distributed/group.hpp>
+#include <linearize/distributed/replicas.hpp>
+#include <linearize/models/batch_norm.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
 #include <linearize/train/checkpoint.hpp>
+#include <linearize/train/data_parallel.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
 #include <linearize/train/history.hpp>
@@ -71,6 +83,10 @@ struct options {
   /// Initial named scalars of a fresh run (a resumed run takes the checkpoint's).
   scalars values{};
   progress_options progress{};
+  /// Data-parallel runs: normalize by the statistics of the whole global batch instead of each
+  /// rank's shard (models/batch_norm.hpp; the network's BatchNorm layers must be
+  /// models::BatchNorm2d). Changes nothing on one process.
+  bool sync_batchnorm = false;
 };
 
 /// What a step hook sees. `logits` is defined from extra_loss on, `loss` in after_step.
@@ -236,13 +252,18 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
   require(!opts.teacher || opts.teacher.get() != &net,
           "train: the teacher is the network being trained; give a frozen copy (net->copy())");
 
+  const auto group = distributed::world();
+  const bool parallel = !group.alone();
   data::batch_loader loader(train_data, data::loader_options{
                                             .batch_size = opts.batch_size,
                                             .shuffle = true,
                                             .drop_last = opts.drop_last,
                                             .augment = opts.augment,
                                             .seed = derive_seed(opts.seed, {0x10ade7u}),
+                                            .shard_index = group.rank(),
+                                            .shard_count = group.size(),
                                         });
+  if (parallel) detail::require_shards(loader, group.size());
   const int64_t steps = loader.batches_per_epoch();
   const auto device = device_of(net);
   detail::materialize_slots(net, loader, device);
@@ -268,6 +289,16 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
     saved->restore_rng();
     saved.reset();
   }
+  std::optional<detail::data_parallel> replicas;
+  if (parallel) {
+    distributed::broadcast_state(group, net);  // identical replicas from the start
+    replicas.emplace(group, detail::optimized_parameters(*optimizer));
+  }
+  const models::synchronize_batchnorm synchronized(net, opts.sync_batchnorm);
+  // Per-rank BatchNorm statistics differ between ranks; their mean is what every rank keeps.
+  const auto gather_buffers = [&] {
+    if (parallel && !opts.sync_batchnorm) models::average_batchnorm_statistics(group, net, 1.0 / group.size());
+  };
 
   history result;
   const auto finish = [&](run_end end) {
@@ -288,8 +319,8 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
     teacher->eval();
     teacher_device = device_of(*teacher);
   }
-  const auto save = [&] {
-    if (checkpoints) save_checkpoint(opts.checkpoint, net, *optimizer, identity, state);
+  const auto save = [&] {  // rank 0 writes; every rank holds the same state
+    if (checkpoints && group.writer()) save_checkpoint(opts.checkpoint, net, *optimizer, identity, state);
   };
 
   progress_meter meter(opts.progress);
@@ -335,19 +366,41 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
                 "; expected a scalar");
         loss = loss + extra.reshape({});
       }
-      const double value = loss.item<double>();
-      if (!std::isfinite(value))
+      const auto non_finite = [&](double value, const std::string& where) {
         fail("train: loss is ", value, " at epoch ", epoch, ", step ", step, " (0-based; global step ",
-             state.global_step, ") of ", net.describe(), "; stopped before the update",
+             state.global_step, ") of ", net.describe(), where, "; stopped before the update",
              checkpoints ? "; the last checkpoint '" + opts.checkpoint.string() + "' is intact" : "");
-
-      optimizer->zero_grad();
-      loss.backward();
-      optimizer->step();
+      };
+      double value = 0;
+      if (!parallel) {
+        value = loss.item<double>();
+        if (!std::isfinite(value)) non_finite(value, "");
+        optimizer->zero_grad();
+        loss.backward();
+        optimizer->step();
+        state.partial.add(ctx.logits.detach(), ctx.labels, value, /*top5=*/false);
+      } else {
+        const double own = loss.item<double>();
+        const int64_t samples = ctx.labels.size(0);
+        const double share = static_cast<double>(samples) / static_cast<double>(loader.batch_samples(step));
+        optimizer->zero_grad();
+        (loss * share).backward();
+        int64_t correct = 0;
+        {
+          torch::NoGradGuard no_grad;
+          correct = ctx.logits.argmax(1).eq(ctx.labels).sum().item<int64_t>();
+        }
+        const auto totals = replicas->reduce(share * own, correct, samples, !std::isfinite(own));
+        value = totals.loss;
+        if (!totals.nonfinite_ranks.empty()) non_finite(NAN, " on rank(s) " + totals.nonfinite_ranks);
+        optimizer->step();
+        state.partial.loss_sum += value * static_cast<double>(totals.samples);
+        state.partial.correct1 += totals.correct;
+        state.partial.samples += totals.samples;
+      }
       ctx.loss = value;
       detail::after_step(hook, ctx);
 
-      state.partial.add(ctx.logits.detach(), ctx.labels, value, /*top5=*/false);
       state.partial_lr = lr;
       state.partial_seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
       ++state.global_step;
@@ -360,9 +413,13 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
       if (opts.stop_after_steps && state.global_step >= *opts.stop_after_steps)
         return finish(run_end::interrupted);
       if (opts.checkpoint_every > 0 && state.global_step % opts.checkpoint_every == 0 &&
-          state.step < steps)
+          state.step < steps) {
+        gather_buffers();
         save();
+      }
     }
+    gather_buffers();
+    if (parallel) distributed::check_replicas(group, net, "the end of epoch " + std::to_string(epoch + 1));
 
     epoch_record record;
     record.epoch = epoch;
