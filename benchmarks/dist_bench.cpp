@@ -120,12 +120,6 @@ int measure(const settings& s) {
   return 0;
 }
 
-std::string join(const std::vector<int>& v) {
-  std::string out;
-  for (const int x : v) out += (out.empty() ? "" : ",") + std::to_string(x);
-  return out;
-}
-
 /// Computation and allreduce volume of one step of `model` on N GPUs (the section "on paper").
 void on_paper(const std::string& label, const lz::Network& net, const std::vector<int64_t>& sample,
               int64_t batch_per_gpu) {
