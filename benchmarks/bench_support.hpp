@@ -19,8 +19,16 @@
 
 namespace linearize::bench {
 
+/// runtime::configure() and its settings in the benchmark's context; a malformed setting in the
+/// environment ends the program with its message and status 1 (main has no handler of its own).
 inline void configure_and_describe() {
-  const auto rt = linearize::runtime::configure();
+  linearize::runtime::settings rt;
+  try {
+    rt = linearize::runtime::configure();
+  } catch (const linearize::error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::exit(1);
+  }
   benchmark::AddCustomContext("linearize_threads", std::to_string(rt.threads));
   benchmark::AddCustomContext("linearize_allocator", rt.allocator_name());
   benchmark::AddCustomContext("linearize_simd", linearize::kernels::simd_name());

@@ -21,10 +21,13 @@ endfunction()
 
 # A ctest named <program>_<check>: `program args` in an empty directory exits with `status`,
 # prints something matching `message` and writes no file (tests/programs/run_check.cmake).
+# `ENV NAME=value...` runs it with those variables set.
 function(linearize_program_test program check args status message)
+  cmake_parse_arguments(PARSE_ARGV 5 arg "" "" "ENV")
+  string(JOIN "@@" env ${arg_ENV})  # a ;-list would be split into arguments
   add_test(NAME ${program}_${check}
            COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:${program}> "-DARGS=${args}"
-                   -DSTATUS=${status} "-DMESSAGE=${message}"
+                   -DSTATUS=${status} "-DMESSAGE=${message}" "-DENV=${env}"
                    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/check_${program}_${check}
                    -P ${PROJECT_SOURCE_DIR}/tests/programs/run_check.cmake)
 endfunction()

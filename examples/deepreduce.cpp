@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -78,7 +79,7 @@ void add_options(CLI::App& app, settings& s) {
       ->transform(CLI::CheckedTransformer(std::map<std::string, select::thinning>{
           {"even", select::thinning::keep_even}, {"odd", select::thinning::keep_odd}}))
       ->default_str("even");
-  app.add_option("--keep-stages", s.keep_stages, "most critical stages never culled")->check(count(0));
+  app.add_option("--keep-stages", s.keep_stages, "most critical stages never culled")->check(count(1));
   app.add_option("--reshape-width", s.reshape_width, "reshape to this layer1 width (e.g. 8; 0: no reshape)")
       ->check(count(0));
   app.add_option("--reshape-size", s.reshape_size,
@@ -138,8 +139,43 @@ void save_rows(const fs::path& file, std::vector<io::result_row>& rows) {
   if (cli::writer()) io::write_csv(file, rows);
 }
 
+/// Refuses budgets the steps cannot reach before anything is loaded or trained: --budget below
+/// the fewest ReLUs culling and thinning reach under any criticality ranking, and --reshape-budget
+/// below the fewest they reach on the smallest reshaped network.
+void check_reachable(const settings& s, const select::plan_settings& plan) {
+  const auto net = models::make_model("resnet18_in", spec);
+  const auto per_slot = MaskSet(*net).per_slot();
+  int64_t total = 0;
+  for (const auto& slot : per_slot) total += slot.active;
+  const int64_t floor = select::fewest_reachable(per_slot, plan);
+  const bool reshaping = s.reshape_width > 0 || s.reshape_size > 0;
+  if (s.budget > 0) {
+    require(s.budget <= total, "--budget ", grouped(s.budget), ": above the ", grouped(total), " ReLUs of ",
+            net->describe(), "; expected at most that");
+    require(s.budget >= floor, "--budget ", grouped(s.budget), ": below ", grouped(floor),
+            ", the fewest ReLUs culling and thinning reach on ", net->describe(), " (--keep-stages ", s.keep_stages,
+            ", --thin ", s.thin == select::thinning::keep_even ? "even" : "odd",
+            "); expected a budget of at least ", grouped(floor), ", or fewer --keep-stages",
+            reshaping ? "; the reshaped network has its own budget, --reshape-budget" : "");
+  }
+  if (reshaping && s.reshape_budget > 0) {
+    std::vector<double> widths;
+    std::vector<int64_t> sizes;
+    if (s.reshape_width > 0) widths.push_back(static_cast<double>(s.reshape_width));
+    if (s.reshape_size > 0) sizes.push_back(s.reshape_size);
+    const auto options = select::reshape_options("resnet18_in", spec, widths, sizes);
+    int64_t least = floor;  // without reshaping
+    for (const auto& o : options) least = std::min(least, select::fewest_reachable(o.per_slot, plan));
+    require(s.reshape_budget >= least, "--reshape-budget ", grouped(s.reshape_budget), ": below ", grouped(least),
+            ", the fewest ReLUs culling and thinning reach even on the reshaped network (--reshape-width ",
+            s.reshape_width, ", --reshape-size ", s.reshape_size, ", --keep-stages ", s.keep_stages,
+            "); expected at least ", grouped(least), ", or a smaller --reshape-width / --reshape-size");
+  }
+}
+
 int run_example(const settings& s) {
   const auto rt = runtime::configure();
+  check_reachable(s, {.thin = s.thin, .keep_stages = s.keep_stages});
   fs::create_directories(s.out);
   fmt::print("linearize deepreduce: {} threads, {}\n", rt.threads, rt.allocator_name());
 

@@ -1,4 +1,4 @@
-# ctest driver: runs PROGRAM with ARGS (one string, split like a shell would) in an empty
+# ctest driver: runs PROGRAM with ARGS (one string, split like a shell would; ENV: variables) in an empty
 # directory WORK_DIR and checks its exit status (STATUS, default 0), that its output matches
 # MESSAGE (a regular expression, when given) and that it left no file behind: `--help` and a
 # refused command line must do nothing else.
@@ -8,9 +8,15 @@ separate_arguments(args UNIX_COMMAND "${ARGS}")
 if(NOT DEFINED STATUS)
   set(STATUS 0)
 endif()
-execute_process(COMMAND ${PROGRAM} ${args} WORKING_DIRECTORY ${WORK_DIR}
+# ENV: NAME=value pairs joined by @@, set for the program only.
+set(launcher)
+if(ENV)
+  string(REPLACE "@@" ";" env "${ENV}")
+  set(launcher ${CMAKE_COMMAND} -E env ${env})
+endif()
+execute_process(COMMAND ${launcher} ${PROGRAM} ${args} WORKING_DIRECTORY ${WORK_DIR}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-set(shown "'${PROGRAM} ${ARGS}'\n--- stdout:\n${out}\n--- stderr:\n${err}")
+set(shown "'${ENV} ${PROGRAM} ${ARGS}'\n--- stdout:\n${out}\n--- stderr:\n${err}")
 if(NOT rc STREQUAL "${STATUS}")
   message(FATAL_ERROR "${shown}\nexited with status ${rc}; expected ${STATUS}")
 endif()

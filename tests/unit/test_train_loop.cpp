@@ -272,7 +272,8 @@ TEST_CASE("missing, corrupt, truncated and foreign checkpoints are refused by na
   expect_error([&] { train::fit(tiny_conv(1), data, other); }, "was written by another run");
   other.seed = opts.seed;
   other.optimizer = train::adam{};
-  expect_error([&] { train::fit(tiny_conv(1), data, other); }, "optimizer adam");
+  expect_error([&] { train::fit(tiny_conv(1), data, other); },
+               "optimizer: \"sgd\" in the checkpoint, \"adam\" in this run");
   auto no_path = small_run();
   no_path.checkpoint_every = 2;
   expect_error([&] { train::fit(tiny_conv(1), data, no_path); }, "without a checkpoint path");

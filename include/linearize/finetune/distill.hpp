@@ -70,4 +70,17 @@ struct distill {
   }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const distill& p, F&& f) {
+  f("epochs", p.epochs);
+  f("temperature", p.temperature);
+  f("kd_weight", p.kd_weight);
+  f("optimizer", p.optimizer);
+  f("recalibrate_bn", p.recalibrate_bn);
+  f("select_on_held_out", p.select_on_held_out);
+  f("recalibration_batches", p.recalibration_batches);
+}
+
 }  // namespace linearize::finetune

@@ -15,11 +15,14 @@
 // A stage whose network is already within the budget changes nothing.
 // Policies return what they found (a mask, their own report, a finetune outcome); this file
 // assembles the stage's report from those and from what the stage context counted.
-// Every phase checkpoints into options.work_dir: calling run() again resumes a killed run.
+// Every phase checkpoints into options.work_dir: calling run() again resumes a killed run, and
+// the directory's record of the run's settings (run_settings.hpp) refuses a run with others.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/pipeline/chain.hpp>
+#include <linearize/distributed/group.hpp>
 #include <linearize/pipeline/mask_search.hpp>
+#include <linearize/pipeline/run_settings.hpp>
 #include <linearize/policy/budget.hpp>
 #include <linearize/policy/concepts/finetune.hpp>
 #include <linearize/policy/run_types.hpp>
@@ -29,6 +32,7 @@
 #include <linearize/train/evaluate.hpp>
 
 #include <boost/hana/for_each.hpp>
+#include <boost/hana/front.hpp>
 #include <boost/hana/size.hpp>
 #include <torch/torch.h>
 
@@ -72,7 +76,10 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
     report.budget_met = report.relu_count <= budget_count;
     report.finetune_epochs = ctx.spent.finetune_epochs;
     report.images_forwarded = ctx.spent.images_forwarded;
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.resumed_seconds = ctx.spent.resumed_seconds;
+    report.seconds = report.resumed_seconds +
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    result.resumed_seconds += report.resumed_seconds;
     result.images_forwarded += ctx.spent.images_forwarded;
     for (auto& row : ctx.spent.history) result.history.push_back(std::move(row));
     result.stages.push_back(std::move(report));
@@ -126,7 +133,8 @@ struct finetune_run {
   double test_accuracy = NAN;         ///< after the finetune (the epoch it kept)
   int64_t images_forwarded = 0;
   std::vector<history_row> history{};
-  double seconds = 0;
+  double seconds = 0;          ///< across resumes, as run_result::seconds
+  double resumed_seconds = 0;  ///< of `seconds`, earlier processes'
 };
 
 namespace detail {
@@ -174,7 +182,8 @@ finetune_run run_finetune(const Finetune& finetune, const Network& net, const Ne
   out.test_accuracy = ctx.accuracy(data.test);
   out.images_forwarded = ctx.spent.images_forwarded;
   out.history = std::move(ctx.spent.history);
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.resumed_seconds = ctx.spent.resumed_seconds;
+  out.seconds = out.resumed_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 
@@ -192,7 +201,6 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
   const MaskSet masks(*net);
   result.total_relus = masks.total_relus();
   result.budget = b.resolve(result.total_relus);
-  result.baseline_test_accuracy = train::evaluate(*net, data.test, options.eval_batch_size).top1;
 
   constexpr size_t stage_count = decltype(boost::hana::size(stages_of(m)))::value;
   require(options.stage_budgets.size() < stage_count,
@@ -200,6 +208,19 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
           " stage(s); expected fewer budgets than stages (the last stage takes the run's budget)");
   std::vector<int64_t> stage_budget;
   for (const auto& sb : options.stage_budgets) stage_budget.push_back(sb.resolve(result.total_relus));
+  // Before any checkpoint is read: a work directory of a run with other settings is refused.
+  if (!options.work_dir.empty())
+    claim_work_dir(options.work_dir, run_settings(m, result.total_relus, result.budget, options, data),
+                   distributed::world().writer());
+  // A first stage whose selection can tell that its budget is out of reach says so now, before
+  // the baseline evaluation and the stage's training (later stages start from masks not known yet).
+  {
+    const auto first = boost::hana::front(stages_of(m));  // a copy: stages_of returns by value
+    const int64_t target = stage_budget.empty() ? result.budget : stage_budget.front();
+    if constexpr (requires { first.selection().preflight(masks, target, first.scheduler()); })
+      if (masks.relu_count() > target) first.selection().preflight(masks, target, first.scheduler());
+  }
+  result.baseline_test_accuracy = train::evaluate(*net, data.test, options.eval_batch_size).top1;
   size_t index = 0;
   boost::hana::for_each(stages_of(m), [&](const auto& stage) {
     const int64_t target = index < stage_budget.size() ? stage_budget[index] : result.budget;
@@ -212,7 +233,8 @@ run_result run(const Method& m, const Network& net, const Network& teacher, cons
   result.per_slot = masks.per_slot();
   result.test_accuracy_before_finetune = result.stages.back().test_accuracy_selected;
   result.test_accuracy_after_finetune = result.stages.back().test_accuracy_finetuned;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = result.resumed_seconds +
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

@@ -55,7 +55,8 @@ class budget {
   const auto number = percent ? text.substr(0, text.size() - 1) : text;
   double value = 0;
   const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
-  if (ec != std::errc() || end != number.data() + number.size() || !(value > 0)) bad();
+  // Not NaN, not infinite: from_chars reads "nan" and "inf" as numbers.
+  if (ec != std::errc() || end != number.data() + number.size() || !(value > 0) || !std::isfinite(value)) bad();
   if (percent) {
     require(value <= 100, "budget '", text, "' is above 100% of the ReLUs; expected a percentage in (0, 100]");
     return budget::fraction(value / 100);
@@ -64,6 +65,9 @@ class budget {
     if (value >= 1) bad();
     return budget::fraction(value);
   }
+  // A count is a whole number that fits (1e-3 or 1e30 would truncate or overflow silently).
+  require(value >= 1 && value == std::floor(value) && value < 9007199254740992.0, "budget '", text,
+          "' is not a whole count of ReLUs; expected a count (2880), a percentage (3%) or a fraction (0.03)");
   return budget(static_cast<int64_t>(value));
 }
 

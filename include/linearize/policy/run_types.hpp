@@ -95,7 +95,10 @@ struct stage_report {
   int64_t search_epochs = 0;
   int64_t finetune_epochs = 0;       ///< every finetune epoch of the stage, in-search ones too
   int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
+  /// Wall time, across resumes: this process's plus what earlier processes spent on the phases
+  /// it resumed from their checkpoints (`resumed_seconds`).
   double seconds = 0;
+  double resumed_seconds = 0;
   /// What the stage's selection rule reported, as its own type (coordinate descent:
   /// select::coordinate_report; DeepReDuce: select::deepreduce_report); empty for rules that
   /// report nothing. Read it with details_as<T>().
@@ -129,7 +132,10 @@ struct run_result {
   std::vector<stage_report> stages;
   std::vector<history_row> history;
   int64_t images_forwarded = 0;
+  /// Wall time, across resumes (as stage_report::seconds); `resumed_seconds` of it were spent
+  /// by earlier processes of the same run.
   double seconds = 0;
+  double resumed_seconds = 0;
 };
 
 }  // namespace linearize

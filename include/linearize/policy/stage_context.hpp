@@ -35,6 +35,9 @@ struct stage_spending {
   int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
   int64_t finetune_epochs = 0;       ///< epochs of every finetune call
   std::vector<history_row> history;  ///< one row per epoch of every phase
+  /// Seconds earlier processes spent on the phases this one resumed from their checkpoints
+  /// (run() adds them to its own wall time, so a resumed run reports the total).
+  double resumed_seconds = 0;
 };
 
 template <class Finetune, class Scheduler>
@@ -92,6 +95,7 @@ class stage_context {
   /// where the epoch's scalars hold them, else `relu_count`), and its images (the training set
   /// once per epoch, plus the held-out evaluation).
   void record(const std::string& phase, const train::history& h, int64_t relu_count) {
+    spent.resumed_seconds += h.resumed_seconds;
     for (const auto& r : h.rows) {
       const auto weight = r.values.find(penalty_weight_key);
       const auto count = r.values.find("relu_count");

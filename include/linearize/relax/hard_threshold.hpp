@@ -27,4 +27,11 @@ struct hard_threshold {
   [[nodiscard]] std::string name() const { return "hard_threshold"; }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const hard_threshold& p, F&& f) {
+  f("threshold", p.threshold);
+}
+
 }  // namespace linearize::relax

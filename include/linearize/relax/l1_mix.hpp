@@ -38,4 +38,12 @@ struct l1_mix {
   [[nodiscard]] bool gate_is_parameter() const { return step_scale == 1; }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const l1_mix& p, F&& f) {
+  f("threshold", p.threshold);
+  f("step_scale", p.step_scale);
+}
+
 }  // namespace linearize::relax

@@ -27,4 +27,12 @@ struct sigmoid_mask {
   [[nodiscard]] std::string name() const { return "sigmoid_mask"; }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const sigmoid_mask& p, F&& f) {
+  f("temperature", p.temperature);
+  f("init", p.init);
+}
+
 }  // namespace linearize::relax

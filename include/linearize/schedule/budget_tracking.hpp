@@ -92,11 +92,11 @@ struct budget_tracking {
   [[nodiscard]] int64_t every_steps() const { return check_every; }
 
   void start(scalars& state) const {
-    require(epochs > 0 && plan_fraction > 0 && plan_fraction <= 1 && lambda0 >= 0 &&
+    require(epochs > 0 && overtime >= 0 && plan_fraction > 0 && plan_fraction <= 1 && lambda0 >= 0 &&
                 probe_batches > 0 && probe_points >= 2 &&
                 check_every > 0 && gain > 0 && max_change > 1 && windup_limit > 1 && speed >= 0 &&
                 cross_fraction > 0 && cross_fraction <= 1 && feedback_rate > 1,
-            "budget_tracking: epochs ", epochs, " > 0, plan_fraction ", plan_fraction,
+            "budget_tracking: epochs ", epochs, " > 0, overtime ", overtime, " >= 0, plan_fraction ", plan_fraction,
             " in (0, 1], lambda0 ", lambda0, " >= 0, probe_batches ", probe_batches,
             " > 0, probe_points ", probe_points, " >= 2, check_every ", check_every, " > 0, gain ",
             gain, " > 0, max_change ", max_change, " > 1, windup_limit ", windup_limit,
@@ -240,5 +240,24 @@ struct budget_tracking {
     return plan_done && at_cap && e_min->second < static_cast<double>(p.epoch);
   }
 };
+
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const budget_tracking& p, F&& f) {
+  f("epochs", p.epochs);
+  f("plan_fraction", p.plan_fraction);
+  f("lambda0", p.lambda0);
+  f("probe_batches", p.probe_batches);
+  f("probe_points", p.probe_points);
+  f("check_every", p.check_every);
+  f("gain", p.gain);
+  f("max_change", p.max_change);
+  f("overtime", p.overtime);
+  f("windup_limit", p.windup_limit);
+  f("speed", p.speed);
+  f("cross_fraction", p.cross_fraction);
+  f("feedback_rate", p.feedback_rate);
+}
 
 }  // namespace linearize::schedule

@@ -25,4 +25,11 @@ struct fixed_step {
   }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const fixed_step& p, F&& f) {
+  f("drc", p.drc);
+}
+
 }  // namespace linearize::schedule

@@ -41,4 +41,14 @@ struct lasso_growth {
   }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const lasso_growth& p, F&& f) {
+  f("lambda0", p.lambda0);
+  f("factor", p.factor);
+  f("grow_from_epoch", p.grow_from_epoch);
+  f("epoch_cap", p.epoch_cap);
+}
+
 }  // namespace linearize::schedule

@@ -22,4 +22,13 @@ struct stagewise {
   [[nodiscard]] std::string name() const { return "stagewise"; }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const stagewise& p, F&& f) {
+  f("cull_per_step", p.cull_per_step);
+  f("thin_per_step", p.thin_per_step);
+  f("step_epochs", p.step_epochs);
+}
+
 }  // namespace linearize::schedule

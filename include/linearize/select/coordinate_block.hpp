@@ -181,6 +181,7 @@ struct coordinate_block {
       if (!file.empty() && std::filesystem::exists(file)) {
         st = load_coordinate_state(file, ctx.net, id);
         seconds_before = st.report.seconds;
+        ctx.spent.resumed_seconds += seconds_before;
         ctx.count_images(st.report.images());
         for (const auto& r : st.rows) ctx.add_history(history_of(r));
       } else {
@@ -396,5 +397,28 @@ struct coordinate_block {
     [[nodiscard]] double elapsed() const { return seconds_before + since(started); }
   };
 };
+
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const coordinate_block& p, F&& f) {  // not stop_after_iterations: it only interrupts
+  f("tries", p.tries);
+  f("adt", p.adt);
+  f("score_on", std::string(p.score_on == scoring_data::held_out ? "held_out" : "train"));
+  f("scoring_size", p.scoring_size);
+  f("scoring_batch", p.scoring_batch);
+  f("rejection_enabled", p.rejection.enabled);
+  f("rejection_z", p.rejection.z);
+  f("rejection_min_samples", p.rejection.min_samples);
+  f("rescore", p.rescore);
+  f("proposals", std::string(to_string(p.proposals)));
+  f("gradient_samples", p.gradient_samples);
+  f("gradient_micro_batch", p.gradient_micro_batch);
+  f("estimate", std::string(to_string(p.estimate)));
+  f("pool_growth", p.pool_growth);
+  f("finetune_epochs", p.finetune_epochs);
+  f("finetune_every_iteration", p.finetune_every_iteration);
+  f("remeasure_reference", p.remeasure_reference);
+}
 
 }  // namespace linearize::select

@@ -40,4 +40,12 @@ struct magnitude {
   }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const magnitude& p, F&& f) {
+  f("threshold", p.threshold);
+  f("enforce_budget", p.enforce_budget);
+}
+
 }  // namespace linearize::select

@@ -31,4 +31,11 @@ struct random {
   }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const random& p, F&& f) {
+  f("seed", p.seed);
+}
+
 }  // namespace linearize::select

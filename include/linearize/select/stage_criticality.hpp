@@ -70,22 +70,28 @@ struct stage_criticality {
             .thin_per_step = schedule.thin_per_step};
   }
 
+  /// Refuses settings and budgets that must fail, before anything is evaluated or trained
+  /// (run() calls it for a run's first stage before the baseline evaluation, select() again).
+  template <class Scheduler>
+  void preflight(const MaskSet& masks, int64_t budget, const Scheduler& schedule) const {
+    require(keep_stages > 0, "stage_criticality: keep_stages = 0 would let every stage be culled; expected >= 1");
+    require(schedule.step_epochs >= 0, "stage_criticality: step_epochs ", schedule.step_epochs,
+            " must not be negative");
+    const int64_t floor = fewest_reachable(masks.per_slot(), settings(schedule));
+    require(budget >= floor, "stage_criticality: budget of ", grouped(budget), " ReLUs is below ",
+            grouped(floor), ", the fewest that culling and thinning reach on this network (keep_stages = ",
+            keep_stages, "); run() does not reshape (that changes the architecture): plan with reshape "
+            "options (select::plan_deepreduce, select/deepreduce_reshape.hpp), build the reshaped network and "
+            "run on it, or raise the budget");
+  }
+
   /// Measures (unless `ranking` is given), plans and takes the steps; returns the final mask
   /// and what it found.
   template <class Context>
   [[nodiscard]] selected<deepreduce_report> select(Context& ctx) const {
     const auto& schedule = ctx.scheduler;
-    require(keep_stages > 0, "stage_criticality: keep_stages = 0 would let every stage be culled; expected >= 1");
-    require(schedule.step_epochs >= 0, "stage_criticality: step_epochs ", schedule.step_epochs,
-            " must not be negative");
+    preflight(ctx.masks, ctx.budget, schedule);
     const auto config = settings(schedule);
-    // Certain failure is reported before anything is trained.
-    const int64_t floor = fewest_reachable(ctx.masks.per_slot(), config);
-    require(ctx.budget >= floor, "stage_criticality: budget of ", grouped(ctx.budget), " ReLUs is below ",
-            grouped(floor), ", the fewest that culling and thinning reach on this network (keep_stages = ",
-            keep_stages, "); run() does not reshape (that changes the architecture): plan with reshape "
-            "options (select::plan_deepreduce, select/deepreduce_reshape.hpp), build the reshaped network and "
-            "run on it, or raise the budget");
 
     auto* out = detail::report_stream(ctx);
     deepreduce_report found;
@@ -126,5 +132,19 @@ struct stage_criticality {
     return {ctx.masks.binary(), std::move(found)};
   }
 };
+
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const stage_criticality& p, F&& f) {
+  f("mode", to_string(p.mode));
+  f("epochs", p.epochs);
+  f("score", std::string(p.score == criticality_score::accuracy ? "accuracy" : "accuracy_per_relu"));
+  f("train_lr", p.train_lr);
+  f("ranking", p.ranking);
+  f("thin", to_string(p.thin));
+  f("keep_stages", p.keep_stages);
+  f("partial_thinning", p.partial_thinning);
+}
 
 }  // namespace linearize::select

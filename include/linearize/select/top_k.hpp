@@ -23,4 +23,9 @@ struct top_k {
   }
 };
 
+/// Its settings, for the record of a run's work directory (pipeline/run_settings.hpp): a
+/// resume with other values is refused, naming the setting.
+template <class F>
+void json_fields(const top_k&, F&&) {}  // no settings
+
 }  // namespace linearize::select

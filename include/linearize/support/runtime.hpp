@@ -7,10 +7,14 @@
 //    Raising M_MMAP_THRESHOLD and M_TRIM_THRESHOLD keeps such blocks in the heap for reuse.
 // LINEARIZE_ALLOCATOR=default in the environment skips the allocator setting, so benchmarks can
 // measure both; LINEARIZE_THREADS=N overrides the thread count.
+#include <linearize/support/error.hpp>
+
 #include <torch/torch.h>
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -39,15 +43,25 @@ inline bool reuse_large_blocks() {
   return ok;
 }
 
-/// Applies the start-up settings; returns what is in effect. Call once, first thing in main.
+/// Applies the start-up settings; returns what is in effect. Call once, first thing in main. A
+/// malformed LINEARIZE_THREADS or LINEARIZE_ALLOCATOR is a linearize::error naming it.
 inline settings configure() {
-  int threads = static_cast<int>(std::thread::hardware_concurrency());
-  if (const char* env = std::getenv("LINEARIZE_THREADS")) threads = std::atoi(env);
-  if (threads < 1) threads = 1;
+  int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (const char* env = std::getenv("LINEARIZE_THREADS")) {
+    // Refused, not clamped: "0" or "four" would otherwise run on one thread without a word.
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(env, &end, 10);
+    require(*env != '\0' && *end == '\0' && errno == 0 && n >= 1 && n <= 65536, "LINEARIZE_THREADS='", env,
+            "': expected a whole number of intra-op threads >= 1 (unset: all cores)");
+    threads = static_cast<int>(n);
+  }
+  const char* alloc = std::getenv("LINEARIZE_ALLOCATOR");
+  require(alloc == nullptr || std::string(alloc) == "default", "LINEARIZE_ALLOCATOR='", alloc ? alloc : "",
+          "': expected 'default' (glibc's allocator settings) or unset (large blocks reused)");
   torch::set_num_threads(threads);
   current().threads = threads;
-  const char* alloc = std::getenv("LINEARIZE_ALLOCATOR");
-  if (!(alloc && std::string(alloc) == "default")) reuse_large_blocks();
+  if (alloc == nullptr) reuse_large_blocks();
   return current();
 }
 

@@ -47,6 +47,9 @@ struct run_state {
   double partial_lr = 0;
   scalars values{};
   std::vector<epoch_record> rows{};
+  /// Seconds the run has taken up to this checkpoint, over every process that worked on it
+  /// (kept beside the JSON state, so checkpoints without it still read: 0).
+  double elapsed_seconds = 0;
 };
 
 /// What must match for a resume to continue the same run.
@@ -185,6 +188,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const NetworkImpl
   archive.write("description", c10::IValue(net.describe()));
   archive.write("identity", c10::IValue(io::to_json_value(identity).dump()));
   archive.write("state", c10::IValue(io::to_json_value(state).dump()));
+  archive.write("elapsed_seconds", c10::IValue(state.elapsed_seconds));
 
   const auto params = net.parameters(true);
   std::vector<int64_t> requires_grad;
@@ -271,6 +275,12 @@ class checkpoint {
                           c.identity_);
       io::read_json_value(io::parse_json(c.text("state"), part("run state")), part("run state"),
                           c.state_);
+      c10::IValue elapsed;
+      if (c.archive_.try_read("elapsed_seconds", elapsed)) {
+        require(elapsed.isDouble() && elapsed.toDouble() >= 0, "checkpoint '", c.path_,
+                "' is corrupt: entry 'elapsed_seconds' is not a number of seconds >= 0");
+        c.state_.elapsed_seconds = elapsed.toDouble();
+      }
     } catch (const linearize::error&) {
       throw;
     } catch (const std::exception& e) {
@@ -284,11 +294,15 @@ class checkpoint {
   [[nodiscard]] const std::string& description() const { return description_; }
 
   /// Refuses to continue a run whose seed, batching or optimizer differ: it would not be the
-  /// same run.
+  /// same run. The message names each setting that differs, with both values.
   void check_identity(const run_identity& expected) const {
-    const auto there = detail::identity_text(identity_), here = detail::identity_text(expected);
-    require(there == here, "checkpoint '", path_, "' was written by another run (", there,
-            "); this run has (", here,
+    const auto there = io::to_json_value(identity_), here = io::to_json_value(expected);
+    std::string differ;  // "seed: 1 in the checkpoint, 2 in this run; ..."
+    for (const auto& [key, value] : here.items())
+      if (there.at(key) != value)
+        differ += (differ.empty() ? "" : "; ") + key + ": " + there.at(key).dump() + " in the checkpoint, " +
+                  value.dump() + " in this run";
+    require(differ.empty(), "checkpoint '", path_, "' was written by another run (", differ,
             "). Resuming would not reproduce it: use another checkpoint path or start afresh");
   }
 

@@ -118,13 +118,13 @@ inline metrics evaluate(NetworkImpl& net, data::batch_loader& loader, int64_t ep
 /// Evaluates `net` on all of `data`, in order, without augmentation; in a data-parallel run
 /// each rank evaluates its part and every rank returns the metrics of the whole set.
 inline metrics evaluate(NetworkImpl& net, const data::image_dataset& data, int64_t batch_size = 256) {
+  require(batch_size > 0, "evaluate: batch size ", batch_size, " must be positive");
   const auto g = distributed::world();
   if (g.alone()) {
     data::batch_loader loader(data, data::loader_options{
                                         .batch_size = batch_size, .shuffle = false, .seed = 0});
     return evaluate(net, loader);
   }
-  require(batch_size > 0, "evaluate: batch size ", batch_size, " must be positive");
   const auto part = distributed::shard_of(data.size(), g.rank(), g.size());
   detail::tally t;
   std::optional<bool> top5;

@@ -38,6 +38,11 @@ struct history {
   scalars values{};                 ///< the named scalars when the run ended
   run_end end = run_end::completed;
   int64_t global_step = 0;          ///< optimizer steps taken over the whole run
+  /// Wall time of the whole run in seconds, across resumes: this process's time plus what the
+  /// earlier processes had spent up to the checkpoint it resumed from (work after a process's
+  /// last checkpoint was lost with it and done again, so it is counted once).
+  double seconds = 0;
+  double resumed_seconds = 0;       ///< of `seconds`, what earlier processes spent
 };
 
 }  // namespace linearize::train

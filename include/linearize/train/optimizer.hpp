@@ -33,6 +33,22 @@ struct adam {
 
 using optimizer_config = std::variant<sgd, adam>;
 
+/// Members for io/json.hpp (the settings a run's work directory records).
+template <class F>
+void json_fields(const sgd& c, F&& f) {
+  f("lr", c.lr);
+  f("momentum", c.momentum);
+  f("weight_decay", c.weight_decay);
+  f("nesterov", c.nesterov);
+}
+template <class F>
+void json_fields(const adam& c, F&& f) {
+  f("lr", c.lr);
+  f("beta1", c.beta1);
+  f("beta2", c.beta2);
+  f("weight_decay", c.weight_decay);
+}
+
 // ---- the recipes of the literature (REFERENCES.md) ------------------------------------------
 /// Baseline training: SGD lr 0.1, momentum 0.9, wd 5e-4 (with multistep 80/120, x0.1).
 inline constexpr sgd baseline_sgd{.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4};

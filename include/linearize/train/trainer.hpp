@@ -271,6 +271,7 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
                               optimizer_name(opts.optimizer)};
   const bool checkpoints = !opts.checkpoint.empty();
 
+  const auto started = clock::now();
   run_state state;
   state.values = opts.values;
   std::optional<checkpoint> saved;
@@ -300,8 +301,15 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
     if (parallel && !opts.sync_batchnorm) models::average_batchnorm_statistics(group, net, 1.0 / group.size());
   };
 
+  // Earlier processes' time on this run travels in the checkpoint (run_state::elapsed_seconds).
+  const double resumed_seconds = state.elapsed_seconds;
+  const auto elapsed = [&] {
+    return resumed_seconds + std::chrono::duration<double>(clock::now() - started).count();
+  };
   history result;
   const auto finish = [&](run_end end) {
+    result.seconds = elapsed();
+    result.resumed_seconds = resumed_seconds;
     result.rows = state.rows;
     result.values = state.values;
     result.end = end;
@@ -320,7 +328,9 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
     teacher_device = device_of(*teacher);
   }
   const auto save = [&] {  // rank 0 writes; every rank holds the same state
-    if (checkpoints && group.writer()) save_checkpoint(opts.checkpoint, net, *optimizer, identity, state);
+    if (!checkpoints) return;
+    state.elapsed_seconds = elapsed();
+    if (group.writer()) save_checkpoint(opts.checkpoint, net, *optimizer, identity, state);
   };
 
   progress_meter meter(opts.progress);

@@ -1,0 +1,132 @@
+#pragma once
+// The record of a run in its work directory (run.json): every setting that changes what the run
+// computes — each stage's policies with their settings, the budgets, the run options, the data
+// sizes. Checkpoints alone check seed, batching and optimizer kind, so a work directory reused
+// with, say, another search length would resume the old run's checkpoints silently. run()
+// writes the record when it starts in a directory and compares it when it finds one, refusing
+// with the setting that differs and both values.
+//
+// A policy's settings are what its json_fields(policy, f) lists (beside each shipped policy,
+// io/json.hpp's convention); a policy without one is recorded by name only, and says so in the
+// record. Knobs that only interrupt or report (stop_after_*, progress, checkpoint_every) are
+// not settings of the run.
+#include <linearize/io/json.hpp>
+#include <linearize/pipeline/chain.hpp>
+#include <linearize/policy/run_types.hpp>
+#include <linearize/support/error.hpp>
+
+#include <boost/hana/for_each.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace linearize {
+
+namespace detail {
+
+inline constexpr const char* run_settings_format = "linearize-run 1";
+
+/// {"name": ..., and each member its json_fields lists}.
+template <class Policy>
+[[nodiscard]] io::json policy_settings(const Policy& p) {
+  io::json out = io::json::object();
+  out["name"] = p.name();
+  if constexpr (io::json_record<const Policy>)
+    json_fields(p, [&](const char* key, const auto& value) { out[key] = io::to_json_value(value); });
+  else
+    out["settings"] = "not recorded: the policy has no json_fields(policy, f)";
+  return out;
+}
+
+template <class Stage>
+[[nodiscard]] io::json stage_settings(const Stage& stage) {
+  io::json out = io::json::object();
+  if constexpr (Stage::has_relaxation) out["relaxation"] = policy_settings(stage.relaxation());
+  out["scheduler"] = policy_settings(stage.scheduler());
+  out["selection"] = policy_settings(stage.selection());
+  out["finetune"] = policy_settings(stage.finetune());
+  return out;
+}
+
+/// Where `a` and `b` first differ, as "path: A there, B here"; nothing when they are equal.
+[[nodiscard]] inline std::optional<std::string> first_difference(const io::json& there, const io::json& here,
+                                                                 const std::string& path) {
+  const auto at = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
+  if (there.is_object() && here.is_object()) {
+    for (const auto& [key, value] : here.items()) {
+      if (!there.contains(key)) return at(key) + ": absent there, " + value.dump() + " here";
+      if (auto d = first_difference(there.at(key), value, at(key))) return d;
+    }
+    for (const auto& [key, value] : there.items())
+      if (!here.contains(key)) return at(key) + ": " + value.dump() + " there, absent here";
+    return std::nullopt;
+  }
+  if (there.is_array() && here.is_array() && there.size() == here.size()) {
+    for (size_t i = 0; i < here.size(); ++i)
+      if (auto d = first_difference(there[i], here[i], path + "[" + std::to_string(i) + "]")) return d;
+    return std::nullopt;
+  }
+  if (there == here) return std::nullopt;
+  return (path.empty() ? std::string("the record") : path) + ": " + there.dump() + " there, " + here.dump() +
+         " here";
+}
+
+}  // namespace detail
+
+/// The settings of running `m` to `budget_count` ReLUs (stage budgets resolved against
+/// `total_relus`) with `options` on `data`.
+template <method Method>
+[[nodiscard]] io::json run_settings(const Method& m, int64_t total_relus, int64_t budget_count,
+                                    const run_options& options, const run_data& data) {
+  io::json out = io::json::object();
+  out["format"] = detail::run_settings_format;
+  out["method"] = m.name();
+  out["total_relus"] = total_relus;
+  out["budget"] = budget_count;
+  io::json stage_budgets = io::json::array();
+  for (const auto& b : options.stage_budgets) stage_budgets.push_back(b.resolve(total_relus));
+  out["stage_budgets"] = stage_budgets;
+  io::json stages = io::json::array();
+  boost::hana::for_each(detail::as_stages(m), [&](const auto& stage) { stages.push_back(detail::stage_settings(stage)); });
+  out["stages"] = stages;
+  io::json o = io::json::object();
+  o["seed"] = options.seed;
+  o["batch_size"] = options.batch_size;
+  const auto augment = options.augment ? options.augment : data.augment;
+  o["crop_padding"] = augment ? io::json(augment->crop_padding) : io::json(nullptr);
+  o["horizontal_flip"] = augment ? io::json(augment->horizontal_flip) : io::json(nullptr);
+  std::visit(
+      [&](const auto& c) {
+        o["search_optimizer"] = train::optimizer_name(options.search_optimizer);
+        o["search_optimizer_settings"] = io::to_json_value(c);
+      },
+      options.search_optimizer);
+  o["search_kd_temperature"] = io::real_to_json(options.search_kd_temperature);
+  o["search_kd_weight"] = io::real_to_json(options.search_kd_weight);
+  o["eval_batch_size"] = options.eval_batch_size;
+  o["sync_batchnorm"] = options.sync_batchnorm;
+  out["options"] = o;
+  out["data"] = {{"train", data.train.size()}, {"held_out", data.held_out.size()}, {"test", data.test.size()}};
+  return out;
+}
+
+/// Records `settings` in `work_dir`/run.json, or, when the directory holds a record already,
+/// checks that it is the same run: another one is a linearize::error naming the setting.
+/// `write`: whether this process writes (rank 0 of a data-parallel run).
+inline void claim_work_dir(const std::filesystem::path& work_dir, const io::json& settings, bool write = true) {
+  const auto file = work_dir / "run.json";
+  if (std::filesystem::exists(file)) {
+    const auto there = io::read_json_file(file);
+    if (const auto differ = detail::first_difference(there, settings, ""))
+      fail("work directory '", work_dir.string(), "' holds a run with other settings (", *differ,
+           "); resuming it would continue that run, not this one. Use another work directory, or "
+           "delete this one to start afresh");
+    return;
+  }
+  if (write) io::write_json_file(file, settings);
+}
+
+}  // namespace linearize
