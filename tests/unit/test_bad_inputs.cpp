@@ -116,6 +116,9 @@ TEST_CASE("Bad training options are refused before the first step", "[bad_input]
 TEST_CASE("Bad data sets and splits are refused, naming the value", "[bad_input]") {
   auto data = stripes(32, 1);
   expect_error([&] { (void)data.take(-1); }, "dataset 'stripes': cannot take -1 samples");
+  expect_error([&] { (void)data.take(data.size() + 1); },
+               "cannot take " + std::to_string(data.size() + 1) + " samples; expected 0 to " +
+                   std::to_string(data.size()));
   expect_error([&] { (void)lz::data::split(data, 1.5, 0); }, "held-out fraction 1.5 must lie in (0, 1)");
   auto bad_label = data;
   bad_label.labels = bad_label.labels.clone();

@@ -274,6 +274,25 @@ TEST_CASE("missing, corrupt, truncated and foreign checkpoints are refused by na
   other.optimizer = train::adam{};
   expect_error([&] { train::fit(tiny_conv(1), data, other); },
                "optimizer: \"sgd\" in the checkpoint, \"adam\" in this run");
+  // ... nor with another learning rate, schedule, augmentation or teacher: each is named.
+  other.optimizer = train::sgd{.lr = 0.1, .momentum = 0.9, .weight_decay = 5e-4};
+  expect_error([&] { train::fit(tiny_conv(1), data, other); },
+               "optimizer: {\"lr\":0.05,\"momentum\":0.9,\"weight_decay\":0.0005,\"nesterov\":false} in "
+               "the checkpoint, {\"lr\":0.1,");
+  other.optimizer = small_run().optimizer;
+  other.schedule = train::multistep{.milestones = {1}};
+  expect_error([&] { train::fit(tiny_conv(1), data, other); },
+               "lr_schedule: {\"kind\":\"cosine\",\"epochs\":0,\"total_steps\":0,\"min_lr\":0.0} in the "
+               "checkpoint, {\"kind\":\"multistep\",\"milestones\":[1],\"gamma\":0.1} in this run");
+  other.schedule = small_run().schedule;
+  other.augment = {};
+  expect_error([&] { train::fit(tiny_conv(1), data, other); },
+               "augment: {\"crop_padding\":1,\"horizontal_flip\":true} in the checkpoint, "
+               "{\"crop_padding\":0,\"horizontal_flip\":false} in this run");
+  other.augment = small_run().augment;
+  other.teacher = tiny_conv(2);
+  expect_error([&] { train::fit(tiny_conv(1), data, other); },
+               "distillation: null in the checkpoint, {\"temperature\":4.0,\"weight\":1.0} in this run");
   auto no_path = small_run();
   no_path.checkpoint_every = 2;
   expect_error([&] { train::fit(tiny_conv(1), data, no_path); }, "without a checkpoint path");

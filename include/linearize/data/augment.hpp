@@ -19,6 +19,13 @@ struct augmentation {
   [[nodiscard]] bool any() const { return crop_padding > 0 || horizontal_flip; }
 };
 
+/// Members for io/json.hpp (a checkpoint records the augmentation: a resume under another is refused).
+template <class F>
+void json_fields(const augmentation& a, F&& f) {
+  f("crop_padding", a.crop_padding);
+  f("horizontal_flip", a.horizontal_flip);
+}
+
 /// The CIFAR recipe of the SNL baseline: crop with padding 4, horizontal flip.
 inline constexpr augmentation cifar_augmentation{.crop_padding = 4, .horizontal_flip = true};
 

@@ -53,10 +53,12 @@ struct image_dataset {
     out.labels = labels.index_select(0, indices).contiguous();
     return out;
   }
-  /// The first n samples (all of them if n >= size()).
+  /// The first n samples. More than the set holds is an error, not a silent cap: a run asked
+  /// for 100,000 images of a 54,000-image set would otherwise report 54,000 as if asked.
   [[nodiscard]] image_dataset take(int64_t n) const {
-    require(n >= 0, "dataset '", name, "': cannot take ", n, " samples");
-    return subset(torch::arange(std::min(n, size())));
+    require(n >= 0 && n <= size(), "dataset '", name, "': cannot take ", n, " samples; expected 0 to ",
+            size(), ", the samples it holds");
+    return subset(torch::arange(n));
   }
 };
 

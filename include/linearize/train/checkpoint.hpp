@@ -59,6 +59,10 @@ struct run_identity {
   int64_t steps_per_epoch = 0;
   bool drop_last = false;
   std::string optimizer{};
+  /// The rest that sets a run's course, as a JSON object: the optimizer's settings, the
+  /// learning-rate schedule, augmentation, distillation (train::fit fills it). Stored beside the
+  /// identity, so that checkpoints written before it existed still resume.
+  std::string settings{};
 };
 
 namespace detail {
@@ -187,6 +191,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const NetworkImpl
   archive.write("architecture", c10::IValue(detail::join_lines(detail::architecture_lines(net))));
   archive.write("description", c10::IValue(net.describe()));
   archive.write("identity", c10::IValue(io::to_json_value(identity).dump()));
+  archive.write("settings", c10::IValue(identity.settings));
   archive.write("state", c10::IValue(io::to_json_value(state).dump()));
   archive.write("elapsed_seconds", c10::IValue(state.elapsed_seconds));
 
@@ -275,6 +280,13 @@ class checkpoint {
                           c.identity_);
       io::read_json_value(io::parse_json(c.text("state"), part("run state")), part("run state"),
                           c.state_);
+      c10::IValue settings;
+      if (c.archive_.try_read("settings", settings)) {
+        require(settings.isString(), "checkpoint '", c.path_, "' is corrupt: entry 'settings' is not text");
+        c.identity_.settings = settings.toStringRef();
+        if (!c.identity_.settings.empty())
+          (void)io::parse_json(c.identity_.settings, part("settings"));  // corrupt: say so now
+      }
       c10::IValue elapsed;
       if (c.archive_.try_read("elapsed_seconds", elapsed)) {
         require(elapsed.isDouble() && elapsed.toDouble() >= 0, "checkpoint '", c.path_,
@@ -298,10 +310,19 @@ class checkpoint {
   void check_identity(const run_identity& expected) const {
     const auto there = io::to_json_value(identity_), here = io::to_json_value(expected);
     std::string differ;  // "seed: 1 in the checkpoint, 2 in this run; ..."
-    for (const auto& [key, value] : here.items())
-      if (there.at(key) != value)
-        differ += (differ.empty() ? "" : "; ") + key + ": " + there.at(key).dump() + " in the checkpoint, " +
-                  value.dump() + " in this run";
+    const auto compare = [&](const io::json& a, const io::json& b, const std::string& prefix) {
+      for (const auto& [key, value] : b.items())
+        if (!a.contains(key) || a.at(key) != value)
+          differ += (differ.empty() ? "" : "; ") + prefix + key + ": " +
+                    (a.contains(key) ? a.at(key).dump() : std::string("absent")) + " in the checkpoint, " +
+                    value.dump() + " in this run";
+    };
+    compare(there, here, "");
+    // Settings: only where the checkpoint recorded them (older ones did not).
+    if (!identity_.settings.empty() && identity_.settings != expected.settings)
+      compare(io::parse_json(identity_.settings, path_ + " (settings)"),
+              expected.settings.empty() ? io::json::object() : io::parse_json(expected.settings, "this run's settings"),
+              "");
     require(differ.empty(), "checkpoint '", path_, "' was written by another run (", differ,
             "). Resuming would not reproduce it: use another checkpoint path or start afresh");
   }

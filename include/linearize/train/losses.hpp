@@ -17,6 +17,13 @@ struct distillation {
   double weight = 1;
 };
 
+/// Members for io/json.hpp (a checkpoint records the distillation settings).
+template <class F>
+void json_fields(const distillation& kd, F&& f) {
+  f("temperature", kd.temperature);
+  f("weight", kd.weight);
+}
+
 inline void validate(const distillation& kd) {
   require(std::isfinite(kd.temperature) && kd.temperature > 0, "distillation: temperature ",
           kd.temperature, " must be positive");

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -33,6 +34,25 @@ struct cosine {
 };
 
 using lr_schedule = std::variant<constant, multistep, cosine>;
+
+/// Members for io/json.hpp (a checkpoint records the schedule: a resume under another is refused).
+template <class F>
+void json_fields(const constant&, F&& f) {
+  f("kind", std::string("constant"));
+}
+template <class F>
+void json_fields(const multistep& s, F&& f) {
+  f("kind", std::string("multistep"));
+  f("milestones", s.milestones);
+  f("gamma", s.gamma);
+}
+template <class F>
+void json_fields(const cosine& s, F&& f) {
+  f("kind", std::string("cosine"));
+  f("epochs", s.epochs);
+  f("total_steps", s.total_steps);
+  f("min_lr", s.min_lr);
+}
 
 /// Where a run stands, as a schedule sees it.
 struct run_position {

@@ -27,6 +27,7 @@
 #include <linearize/data/loader.hpp>
 #include <linearize/distributed/group.hpp>
 #include <linearize/distributed/replicas.hpp>
+#include <linearize/io/json.hpp>
 #include <linearize/models/batch_norm.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
@@ -52,6 +53,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 namespace linearize::train {
 
@@ -129,6 +131,17 @@ struct hooks {
 };
 
 namespace detail {
+
+/// run_identity::settings of a run: what besides seed, batching and the optimizer's kind sets
+/// its course. A resume under other values would silently continue another run.
+[[nodiscard]] inline std::string course_settings(const options& o) {
+  io::json j = io::json::object();
+  j["optimizer"] = std::visit([](const auto& c) { return io::to_json_value(c); }, o.optimizer);
+  j["lr_schedule"] = std::visit([](const auto& c) { return io::to_json_value(c); }, o.schedule);
+  j["augment"] = io::to_json_value(o.augment);
+  j["distillation"] = o.teacher ? io::to_json_value(o.kd) : io::json(nullptr);
+  return j.dump();
+}
 
 // A hook is "declared" when H has a member of that name that is not a no_hook; a declared hook
 // must be callable with the context, else the build stops with a message saying so.
@@ -268,7 +281,7 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
   const auto device = device_of(net);
   detail::materialize_slots(net, loader, device);
   const run_identity identity{opts.seed, opts.batch_size, steps, opts.drop_last,
-                              optimizer_name(opts.optimizer)};
+                              optimizer_name(opts.optimizer), detail::course_settings(opts)};
   const bool checkpoints = !opts.checkpoint.empty();
 
   const auto started = clock::now();
