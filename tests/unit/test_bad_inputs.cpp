@@ -277,6 +277,14 @@ TEST_CASE("A work directory of a run with other settings is refused, naming the 
                "stages[0].relaxation.threshold: 0.01 there, 0.02 here");
   // The same settings resume: the finished run comes back from its checkpoints.
   CHECK(torch::equal(again(method(10, 0), lz::budget(60), options).mask, first.mask));
+  // run_finetune() keeps its own record (<phase>.json) beside run.json, with the same rule.
+  const auto top_up = [&](int64_t epochs) {
+    return lz::run_finetune(lz::finetune::distill{.epochs = epochs}, net, net->copy(), tiny_data(), options, "top-up");
+  };
+  const auto once = top_up(1);
+  CHECK(std::filesystem::exists(dir / "top-up.json"));
+  expect_error([&] { (void)top_up(2); }, "finetune.epochs: 1 there, 2 here");
+  CHECK(top_up(1).test_accuracy == once.test_accuracy);  // resumed from its finished checkpoint
 }
 
 namespace {

@@ -173,8 +173,12 @@ finetune_run run_finetune(const Finetune& finetune, const Network& net, const Ne
                           const run_data& data, run_options options, const std::string& phase = "finetune") {
   const auto frozen_teacher = detail::prepare_run(net, teacher, data, options);
   const auto start = std::chrono::steady_clock::now();
-  stage_context ctx(*net, frozen_teacher, data, options, 0, MaskSet(*net).relu_count(), finetune,
-                    detail::unscheduled{});
+  const int64_t relu_count = MaskSet(*net).relu_count();
+  // As run()'s run.json: a work directory finetuned with other settings is refused, not resumed.
+  if (!options.work_dir.empty())
+    claim_work_dir(options.work_dir, finetune_settings(finetune, relu_count, options, data),
+                   distributed::world().writer(), phase + ".json");
+  stage_context ctx(*net, frozen_teacher, data, options, 0, relu_count, finetune, detail::unscheduled{});
   ctx.masks.harden(ctx.masks.binary());
   finetune_run out;
   out.test_accuracy_before = ctx.accuracy(data.test);

@@ -74,6 +74,31 @@ template <class Stage>
          " here";
 }
 
+/// The run options that change what a run computes (not progress or checkpoint cadence).
+[[nodiscard]] inline io::json options_settings(const run_options& options, const run_data& data) {
+  io::json o = io::json::object();
+  o["seed"] = options.seed;
+  o["batch_size"] = options.batch_size;
+  const auto augment = options.augment ? options.augment : data.augment;
+  o["crop_padding"] = augment ? io::json(augment->crop_padding) : io::json(nullptr);
+  o["horizontal_flip"] = augment ? io::json(augment->horizontal_flip) : io::json(nullptr);
+  std::visit(
+      [&](const auto& c) {
+        o["search_optimizer"] = train::optimizer_name(options.search_optimizer);
+        o["search_optimizer_settings"] = io::to_json_value(c);
+      },
+      options.search_optimizer);
+  o["search_kd_temperature"] = io::real_to_json(options.search_kd_temperature);
+  o["search_kd_weight"] = io::real_to_json(options.search_kd_weight);
+  o["eval_batch_size"] = options.eval_batch_size;
+  o["sync_batchnorm"] = options.sync_batchnorm;
+  return o;
+}
+
+[[nodiscard]] inline io::json data_sizes(const run_data& data) {
+  return {{"train", data.train.size()}, {"held_out", data.held_out.size()}, {"test", data.test.size()}};
+}
+
 }  // namespace detail
 
 /// The settings of running `m` to `budget_count` ReLUs (stage budgets resolved against
@@ -92,32 +117,31 @@ template <method Method>
   io::json stages = io::json::array();
   boost::hana::for_each(detail::as_stages(m), [&](const auto& stage) { stages.push_back(detail::stage_settings(stage)); });
   out["stages"] = stages;
-  io::json o = io::json::object();
-  o["seed"] = options.seed;
-  o["batch_size"] = options.batch_size;
-  const auto augment = options.augment ? options.augment : data.augment;
-  o["crop_padding"] = augment ? io::json(augment->crop_padding) : io::json(nullptr);
-  o["horizontal_flip"] = augment ? io::json(augment->horizontal_flip) : io::json(nullptr);
-  std::visit(
-      [&](const auto& c) {
-        o["search_optimizer"] = train::optimizer_name(options.search_optimizer);
-        o["search_optimizer_settings"] = io::to_json_value(c);
-      },
-      options.search_optimizer);
-  o["search_kd_temperature"] = io::real_to_json(options.search_kd_temperature);
-  o["search_kd_weight"] = io::real_to_json(options.search_kd_weight);
-  o["eval_batch_size"] = options.eval_batch_size;
-  o["sync_batchnorm"] = options.sync_batchnorm;
-  out["options"] = o;
-  out["data"] = {{"train", data.train.size()}, {"held_out", data.held_out.size()}, {"test", data.test.size()}};
+  out["options"] = detail::options_settings(options, data);
+  out["data"] = detail::data_sizes(data);
   return out;
 }
 
-/// Records `settings` in `work_dir`/run.json, or, when the directory holds a record already,
-/// checks that it is the same run: another one is a linearize::error naming the setting.
-/// `write`: whether this process writes (rank 0 of a data-parallel run).
-inline void claim_work_dir(const std::filesystem::path& work_dir, const io::json& settings, bool write = true) {
-  const auto file = work_dir / "run.json";
+/// The settings of finetuning a network that keeps `relu_count` ReLUs with `finetune`, as
+/// run_finetune() does (recorded as <phase>.json beside run()'s run.json).
+template <class Finetune>
+[[nodiscard]] io::json finetune_settings(const Finetune& finetune, int64_t relu_count, const run_options& options,
+                                         const run_data& data) {
+  io::json out = io::json::object();
+  out["format"] = detail::run_settings_format;
+  out["finetune"] = detail::policy_settings(finetune);
+  out["relu_count"] = relu_count;
+  out["options"] = detail::options_settings(options, data);
+  out["data"] = detail::data_sizes(data);
+  return out;
+}
+
+/// Records `settings` in `work_dir`/`record` (run.json for run()), or, when the directory holds
+/// that record already, checks that it is the same run: another one is a linearize::error naming
+/// the setting. `write`: whether this process writes (rank 0 of a data-parallel run).
+inline void claim_work_dir(const std::filesystem::path& work_dir, const io::json& settings, bool write = true,
+                           const std::string& record = "run.json") {
+  const auto file = work_dir / record;
   if (std::filesystem::exists(file)) {
     const auto there = io::read_json_file(file);
     if (const auto differ = detail::first_difference(there, settings, ""))
