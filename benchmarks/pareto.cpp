@@ -55,6 +55,7 @@ struct settings {
   int64_t criticality_epochs = 1, step_epochs = 1;
   fs::path out = "runs/pareto", readme;
   bool quick = false;
+  bool tables_only = false;
 };
 
 void add_options(CLI::App& app, settings& s) {
@@ -104,6 +105,9 @@ void add_options(CLI::App& app, settings& s) {
                "a smoke run: width 4, 3,000 training images, 300 held-out, 500 test, budgets 10%,5%, "
                "2 seeds, compute 6 epochs, a 4-epoch search, 2 BCD iterations of 2 tries on 250 images; "
                "options given explicitly win");
+  app.add_flag("--tables-only", s.tables_only,
+               "train nothing: write the tables from <out>/pareto.csv as it stands, from the rows of "
+               "seeds --seed to --seed + --seeds - 1 (for a run stopped before its last seed)");
 }
 
 /// --quick: small enough for CI; its numbers say nothing about the methods. Only options not
@@ -136,6 +140,173 @@ bool wants(const settings& s, const std::string& method) {
 }
 
 }  // namespace
+
+/// Every method at every budget for every seed, each result's row written as it comes (an
+/// interruption loses none); the rows in order.
+std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::baseline& base, const lz::run_data& data,
+                                            int64_t total, int64_t compute, int64_t epoch_images,
+                                            const std::vector<int64_t>& counts) {
+  std::vector<lz::io::result_row> rows, steps;
+  const auto write = [&] {  // after every result: an interruption loses none
+    lz::io::write_csv(s.out / "pareto.csv", rows);
+    lz::io::write_json(s.out / "pareto.json", rows);
+    if (!steps.empty()) lz::io::write_csv(s.out / "deepreduce_steps.csv", steps);
+  };
+  {
+    lz::io::result_row row{.method = "baseline", .budget = static_cast<double>(total), .relu_count = total,
+                           .accuracy = 100 * lz::train::evaluate(*base.net, data.test).top1,
+                           .pi_latency_s = lz::pi::delphi().latency(total)};
+    row.set("budget_text", "100%");
+    rows.push_back(row);
+  }
+
+  for (int64_t k = 0; k < s.seeds; ++k) {
+    const uint64_t seed = s.seed + static_cast<uint64_t>(k);
+    const auto work = [&](const std::string& name) {
+      lz::run_options o;
+      o.seed = seed;
+      o.augment = base.record.recipe.augment;
+      o.progress.mode = lz::train::progress_mode::lines;
+      o.work_dir = s.out / "work" / fmt::format("seed{}", seed) / name;
+      return o;
+    };
+    // The rest of the compute as KD finetuning, then the row. `used`: images the method took.
+    const auto finish = [&](lz::io::result_row row, const lz::Network& net, const std::string& name,
+                            const std::string& budget_text) {
+      const int64_t used = row.images_forwarded;
+      const int64_t epochs = std::max<int64_t>(0, (compute - used) / epoch_images);
+      row.set("budget_text", budget_text).set("seed", seed);
+      row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
+      if (epochs > 0) {
+        const auto ft = lz::run_finetune(lz::finetune::distill{.epochs = epochs}, net, base.net, data,
+                                         work(name), "top-up");
+        row.accuracy = 100 * ft.test_accuracy;
+        row.images_forwarded += ft.images_forwarded;
+        row.wall_time_s += ft.seconds;
+      }
+      row.relu_count = lz::MaskSet(*net).relu_count();
+      row.pi_latency_s = lz::pi::delphi().latency(row.relu_count);
+      row.set("compute", row.images_forwarded > compute ? "over" : "within");
+      fmt::print("  -> {} at {} (seed {}): {} ReLUs, test {:.2f}% ({:.2f}% before {} top-up epochs), {} of {} "
+                 "images, {:.0f} s\n",
+                 row.method, budget_text, seed, lz::grouped(row.relu_count), row.accuracy,
+                 std::stod(*row.get("accuracy_before_top_up")), epochs, lz::grouped(row.images_forwarded),
+                 lz::grouped(compute), row.wall_time_s);
+      std::fflush(stdout);
+      rows.push_back(std::move(row));
+      write();
+    };
+    const auto row_of = [&](const lz::run_result& r, const std::string& method) {
+      auto row = lz::result_row(r, method, lz::pi::delphi());
+      // Where a mask search ended, before its selection: whether the schedule reached the budget.
+      for (const auto& h : r.history)
+        if (h.phase == "search") row.set("search_count", h.relu_count);
+      return row;
+    };
+
+    if (wants(s, "linear")) {
+      fmt::print("\n== linear floor (seed {})\n", seed);
+      auto net = base.net->copy();
+      const lz::MaskSet masks(*net);
+      masks.harden(torch::zeros_like(masks.binary()));
+      lz::io::result_row row{.method = "linear", .budget = 0, .relu_count = 0,
+                             .accuracy = 100 * lz::train::evaluate(*net, data.test).top1};
+      finish(row, net, "linear", "0");
+    }
+
+    // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
+    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      const auto& b = s.budgets[i];
+      const auto at = lz::budget(counts[i]);
+      if (wants(s, "random")) {
+        fmt::print("\n== random to {} (seed {})\n", b, seed);
+        auto net = base.net->copy();
+        const auto r = lz::run(lz::pipeline(lz::select::random{}, lz::finetune::distill{.epochs = 0}), net,
+                               base.net, data, at, work("random_" + b));
+        finish(row_of(r, "random"), net, "random_" + b, b);
+      }
+      if (wants(s, "lasso")) {
+        fmt::print("\n== SNL with lasso_growth to {} (seed {})\n", b, seed);
+        // Its own schedule, its search capped so that one KD epoch fits in the compute.
+        const auto cap = std::max<int64_t>(1, compute / data.train.size() - 1);
+        auto net = base.net->copy();
+        const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::lasso_growth{.epoch_cap = cap},
+                                            lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
+                               net, base.net, data, at, work("lasso_" + b));
+        auto row = row_of(r, "snl-lasso");
+        row.set("search_epochs", r.stages.at(0).search_epochs);
+        finish(row, net, "lasso_" + b, b);
+      }
+      if (wants(s, "tracking") || (wants(s, "bcd") && i + 1 < counts.size())) {
+        fmt::print("\n== SNL with budget_tracking to {} (seed {})\n", b, seed);
+        auto net = base.net->copy();
+        const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs},
+                                            lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
+                               net, base.net, data, at, work("tracking_" + b));
+        searched.emplace(i, std::make_pair(net->copy(), r));
+        if (wants(s, "tracking")) {
+          auto row = row_of(r, "snl-tracking");
+          row.set("search_epochs", r.stages.at(0).search_epochs);
+          finish(row, net, "tracking_" + b, b);
+        }
+      }
+      if (wants(s, "bcd") && i > 0) {
+        const auto& [from, start] = searched.at(i - 1);
+        const int64_t drc =
+            std::max<int64_t>(1, (start.relu_count - counts[i] + s.bcd_iterations - 1) / s.bcd_iterations);
+        fmt::print("\n== coordinate descent {} -> {} ({} -> {} ReLUs, DRC {}, seed {})\n", s.budgets[i - 1], b,
+                   lz::grouped(start.relu_count), lz::grouped(counts[i]), drc, seed);
+        const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = s.bcd_tries, .adt = s.bcd_adt,
+                                                                   .scoring_size = s.bcd_scoring,
+                                                                   .finetune_epochs = 1},
+                                      lz::schedule::fixed_step{.drc = drc}, lz::finetune::distill{.epochs = 0});
+        auto net = from->copy();
+        const auto r = lz::run(bcd, net, base.net, data, at, work("bcd_" + b));
+        auto row = row_of(r, "snl-tracking+bcd");
+        row.images_forwarded += start.images_forwarded;
+        row.wall_time_s += start.seconds;
+        row.set("start_relus", start.relu_count);
+        // A search that already ended within this budget leaves coordinate descent nothing to do.
+        if (r.stages.at(0).details.has_value()) {
+          const auto rep = lz::select::coordinate_report::of(r.stages.at(0));
+          row.set("bcd_iterations", rep.iterations).set("bcd_tries", rep.tries)
+              .set("bcd_early_rejections", rep.early_rejections).set("bcd_fallbacks", rep.fallbacks);
+        } else {
+          row.set("bcd_iterations", 0);
+        }
+        finish(row, net, "bcd_" + b, b);
+      }
+    }
+
+    if (wants(s, "deepreduce")) {
+      fmt::print("\n== DeepReDuce (seed {})\n", seed);
+      const auto o = work("deepreduce");
+      const auto measured = lz::select::measure_criticality(base.net, base.net, data, o,
+                                                            {.epochs = s.criticality_epochs},
+                                                            lz::finetune::distill{.epochs = 1});
+      const lz::select::stage_criticality selection{.ranking = measured.ranking};
+      const int64_t floor = lz::select::fewest_planned(lz::MaskSet(*base.net).per_slot(), measured.ranking,
+                                                       {.thin = selection.thin, .keep_stages = selection.keep_stages});
+      const auto deepreduce = lz::pipeline(
+          selection, lz::schedule::stagewise{.cull_per_step = 1, .thin_per_step = 1, .step_epochs = s.step_epochs},
+          lz::finetune::distill{.epochs = 0});
+      auto net = base.net->copy();
+      const auto r = lz::run(deepreduce, net, base.net, data, lz::budget(floor), o);
+      for (const auto& step : lz::select::deepreduce_report::of(r.stages.at(0)).steps) {
+        lz::io::result_row row{.method = "deepreduce-step", .budget = static_cast<double>(floor),
+                               .relu_count = step.relu_count, .accuracy = 100 * step.test_accuracy_finetuned};
+        row.set("step", step.name).set("seed", seed).set("accuracy_before_finetune", 100 * step.test_accuracy_selected);
+        steps.push_back(row);
+      }
+      auto row = row_of(r, "deepreduce");
+      row.images_forwarded += measured.images_forwarded;
+      row.wall_time_s += measured.seconds;
+      finish(row, net, "deepreduce", "own");
+    }
+  }
+  return rows;
+}
 
 int main(int argc, char** argv) {
   cli::app app{"The accuracy-versus-ReLU-budget benchmark at equal compute over seeds: the linear floor, "
@@ -175,170 +346,20 @@ int main(int argc, char** argv) {
       lz::require(counts[i] < counts[i - 1], "pareto: --budgets must be largest first and distinct; '",
                   s.budgets[i], "' (", counts[i], " ReLUs) follows '", s.budgets[i - 1], "' (", counts[i - 1], ")");
 
-    std::vector<lz::io::result_row> rows, steps;
-    const auto write = [&] {  // after every result: an interruption loses none
-      lz::io::write_csv(s.out / "pareto.csv", rows);
-      lz::io::write_json(s.out / "pareto.json", rows);
-      if (!steps.empty()) lz::io::write_csv(s.out / "deepreduce_steps.csv", steps);
-    };
-    {
-      lz::io::result_row row{.method = "baseline", .budget = static_cast<double>(total), .relu_count = total,
-                             .accuracy = 100 * lz::train::evaluate(*base.net, data.test).top1,
-                             .pi_latency_s = lz::pi::delphi().latency(total)};
-      row.set("budget_text", "100%");
-      rows.push_back(row);
-    }
-
-    for (int64_t k = 0; k < s.seeds; ++k) {
-      const uint64_t seed = s.seed + static_cast<uint64_t>(k);
-      const auto work = [&](const std::string& name) {
-        lz::run_options o;
-        o.seed = seed;
-        o.augment = base.record.recipe.augment;
-        o.progress.mode = lz::train::progress_mode::lines;
-        o.work_dir = s.out / "work" / fmt::format("seed{}", seed) / name;
-        return o;
-      };
-      // The rest of the compute as KD finetuning, then the row. `used`: images the method took.
-      const auto finish = [&](lz::io::result_row row, const lz::Network& net, const std::string& name,
-                              const std::string& budget_text) {
-        const int64_t used = row.images_forwarded;
-        const int64_t epochs = std::max<int64_t>(0, (compute - used) / epoch_images);
-        row.set("budget_text", budget_text).set("seed", seed);
-        row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
-        if (epochs > 0) {
-          const auto ft = lz::run_finetune(lz::finetune::distill{.epochs = epochs}, net, base.net, data,
-                                           work(name), "top-up");
-          row.accuracy = 100 * ft.test_accuracy;
-          row.images_forwarded += ft.images_forwarded;
-          row.wall_time_s += ft.seconds;
-        }
-        row.relu_count = lz::MaskSet(*net).relu_count();
-        row.pi_latency_s = lz::pi::delphi().latency(row.relu_count);
-        row.set("compute", row.images_forwarded > compute ? "over" : "within");
-        fmt::print("  -> {} at {} (seed {}): {} ReLUs, test {:.2f}% ({:.2f}% before {} top-up epochs), {} of {} "
-                   "images, {:.0f} s\n",
-                   row.method, budget_text, seed, lz::grouped(row.relu_count), row.accuracy,
-                   std::stod(*row.get("accuracy_before_top_up")), epochs, lz::grouped(row.images_forwarded),
-                   lz::grouped(compute), row.wall_time_s);
-        std::fflush(stdout);
-        rows.push_back(std::move(row));
-        write();
-      };
-      const auto row_of = [&](const lz::run_result& r, const std::string& method) {
-        auto row = lz::result_row(r, method, lz::pi::delphi());
-        // Where a mask search ended, before its selection: whether the schedule reached the budget.
-        for (const auto& h : r.history)
-          if (h.phase == "search") row.set("search_count", h.relu_count);
-        return row;
-      };
-
-      if (wants(s, "linear")) {
-        fmt::print("\n== linear floor (seed {})\n", seed);
-        auto net = base.net->copy();
-        const lz::MaskSet masks(*net);
-        masks.harden(torch::zeros_like(masks.binary()));
-        lz::io::result_row row{.method = "linear", .budget = 0, .relu_count = 0,
-                               .accuracy = 100 * lz::train::evaluate(*net, data.test).top1};
-        finish(row, net, "linear", "0");
-      }
-
-      // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
-      std::map<size_t, std::pair<lz::Network, lz::run_result>> searched;
-      for (size_t i = 0; i < counts.size(); ++i) {
-        const auto& b = s.budgets[i];
-        const auto at = lz::budget(counts[i]);
-        if (wants(s, "random")) {
-          fmt::print("\n== random to {} (seed {})\n", b, seed);
-          auto net = base.net->copy();
-          const auto r = lz::run(lz::pipeline(lz::select::random{}, lz::finetune::distill{.epochs = 0}), net,
-                                 base.net, data, at, work("random_" + b));
-          finish(row_of(r, "random"), net, "random_" + b, b);
-        }
-        if (wants(s, "lasso")) {
-          fmt::print("\n== SNL with lasso_growth to {} (seed {})\n", b, seed);
-          // Its own schedule, its search capped so that one KD epoch fits in the compute.
-          const auto cap = std::max<int64_t>(1, compute / data.train.size() - 1);
-          auto net = base.net->copy();
-          const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::lasso_growth{.epoch_cap = cap},
-                                              lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
-                                 net, base.net, data, at, work("lasso_" + b));
-          auto row = row_of(r, "snl-lasso");
-          row.set("search_epochs", r.stages.at(0).search_epochs);
-          finish(row, net, "lasso_" + b, b);
-        }
-        if (wants(s, "tracking") || (wants(s, "bcd") && i + 1 < counts.size())) {
-          fmt::print("\n== SNL with budget_tracking to {} (seed {})\n", b, seed);
-          auto net = base.net->copy();
-          const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs},
-                                              lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
-                                 net, base.net, data, at, work("tracking_" + b));
-          searched.emplace(i, std::make_pair(net->copy(), r));
-          if (wants(s, "tracking")) {
-            auto row = row_of(r, "snl-tracking");
-            row.set("search_epochs", r.stages.at(0).search_epochs);
-            finish(row, net, "tracking_" + b, b);
-          }
-        }
-        if (wants(s, "bcd") && i > 0) {
-          const auto& [from, start] = searched.at(i - 1);
-          const int64_t drc =
-              std::max<int64_t>(1, (start.relu_count - counts[i] + s.bcd_iterations - 1) / s.bcd_iterations);
-          fmt::print("\n== coordinate descent {} -> {} ({} -> {} ReLUs, DRC {}, seed {})\n", s.budgets[i - 1], b,
-                     lz::grouped(start.relu_count), lz::grouped(counts[i]), drc, seed);
-          const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = s.bcd_tries, .adt = s.bcd_adt,
-                                                                     .scoring_size = s.bcd_scoring,
-                                                                     .finetune_epochs = 1},
-                                        lz::schedule::fixed_step{.drc = drc}, lz::finetune::distill{.epochs = 0});
-          auto net = from->copy();
-          const auto r = lz::run(bcd, net, base.net, data, at, work("bcd_" + b));
-          auto row = row_of(r, "snl-tracking+bcd");
-          row.images_forwarded += start.images_forwarded;
-          row.wall_time_s += start.seconds;
-          row.set("start_relus", start.relu_count);
-          // A search that already ended within this budget leaves coordinate descent nothing to do.
-          if (r.stages.at(0).details.has_value()) {
-            const auto rep = lz::select::coordinate_report::of(r.stages.at(0));
-            row.set("bcd_iterations", rep.iterations).set("bcd_tries", rep.tries)
-                .set("bcd_early_rejections", rep.early_rejections).set("bcd_fallbacks", rep.fallbacks);
-          } else {
-            row.set("bcd_iterations", 0);
-          }
-          finish(row, net, "bcd_" + b, b);
-        }
-      }
-
-      if (wants(s, "deepreduce")) {
-        fmt::print("\n== DeepReDuce (seed {})\n", seed);
-        const auto o = work("deepreduce");
-        const auto measured = lz::select::measure_criticality(base.net, base.net, data, o,
-                                                              {.epochs = s.criticality_epochs},
-                                                              lz::finetune::distill{.epochs = 1});
-        const lz::select::stage_criticality selection{.ranking = measured.ranking};
-        const int64_t floor = lz::select::fewest_planned(lz::MaskSet(*base.net).per_slot(), measured.ranking,
-                                                         {.thin = selection.thin, .keep_stages = selection.keep_stages});
-        const auto deepreduce = lz::pipeline(
-            selection, lz::schedule::stagewise{.cull_per_step = 1, .thin_per_step = 1, .step_epochs = s.step_epochs},
-            lz::finetune::distill{.epochs = 0});
-        auto net = base.net->copy();
-        const auto r = lz::run(deepreduce, net, base.net, data, lz::budget(floor), o);
-        for (const auto& step : lz::select::deepreduce_report::of(r.stages.at(0)).steps) {
-          lz::io::result_row row{.method = "deepreduce-step", .budget = static_cast<double>(floor),
-                                 .relu_count = step.relu_count, .accuracy = 100 * step.test_accuracy_finetuned};
-          row.set("step", step.name).set("seed", seed).set("accuracy_before_finetune", 100 * step.test_accuracy_selected);
-          steps.push_back(row);
-        }
-        auto row = row_of(r, "deepreduce");
-        row.images_forwarded += measured.images_forwarded;
-        row.wall_time_s += measured.seconds;
-        finish(row, net, "deepreduce", "own");
-      }
-    }
-
+    std::vector<lz::io::result_row> rows;
+    if (!s.tables_only) rows = run_methods(s, base, data, total, compute, epoch_images, counts);
     // Summaries and comparisons, from the file as written.
-    const auto back = lz::io::read_csv(s.out / "pareto.csv");
-    lz::require(back.size() == rows.size(), "pareto: ", s.out / "pareto.csv", " holds ", back.size(), " rows; wrote ",
-                rows.size());
+    auto back = lz::io::read_csv(s.out / "pareto.csv");
+    if (s.tables_only) {
+      // Whole seeds only: a comparison pairs each method's rows by seed.
+      std::erase_if(back, [&](const lz::io::result_row& r) {
+        const auto seed = r.get("seed");
+        return seed && (std::stoull(*seed) < s.seed || std::stoull(*seed) >= s.seed + static_cast<uint64_t>(s.seeds));
+      });
+    } else {
+      lz::require(back.size() == rows.size(), "pareto: ", s.out / "pareto.csv", " holds ", back.size(),
+                  " rows; wrote ", rows.size());
+    }
     for (const auto& r : back)
       lz::require(r.method == "baseline" || r.method == "deepreduce" || r.relu_count <= r.budget, "pareto: ",
                   r.method, " kept ", r.relu_count, " ReLUs over its budget of ", r.budget);
