@@ -6,6 +6,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -415,6 +416,16 @@ TEST_CASE("decode_jpeg: colour and grayscale JPEGs decode to RGB close to what w
   auto bytes = encode_jpeg(rgb);
   bytes.resize(bytes.size() * 2 / 3);  // libjpeg only warns and fills in gray: an error here
   expect_error([&] { (void)decode_jpeg(bytes, "cut.jpg"); }, "'cut.jpg': malformed JPEG (libjpeg: Premature end");
+  // A header claiming 65500x65500 pixels is refused before 12.8 GB are allocated.
+  auto huge = encode_jpeg(rgb);
+  const std::array<uint8_t, 2> sof0{0xff, 0xc0};  // baseline frame header
+  const auto sof = std::search(huge.begin(), huge.end(), sof0.begin(), sof0.end());
+  REQUIRE(sof != huge.end());
+  for (int i : {5, 7}) {  // height, then width: big-endian 65500
+    sof[i] = 0xff;
+    sof[i + 1] = 0xdc;
+  }
+  expect_error([&] { (void)decode_jpeg(huge, "huge.jpg"); }, "image is 65500x65500, more than the");
 }
 
 TEST_CASE("TinyImageNet: train and val trees decode in parallel, labels by sorted wnid", "[data]") {

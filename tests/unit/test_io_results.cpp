@@ -157,6 +157,18 @@ TEST_CASE("results: bad rows and bad files are errors that say what is wrong", "
   expect_error([&] { (void)io::parse_csv(header + "sn\"l,1,2,3,4,5,6\n", "a.csv"); }, "a quote inside an unquoted field");
   expect_error([&] { (void)io::parse_csv(header + "snl,1,2,150,4,5,6\n", "a.csv"); }, "accuracy (top-1 %) = 150");
   expect_error([] { (void)io::read_csv("/nonexistent/results.csv"); }, "cannot open '/nonexistent/results.csv'");
+  // A repeated column name would merge two columns silently (found by scripts/fuzz).
+  const std::string fixed = header.substr(0, header.size() - 1);
+  expect_error([&] { (void)io::parse_csv(fixed + ",seed,lr,seed\nsnl,1,2,3,4,5,6,1,2,3\n", "a.csv"); },
+               "header column 10 'seed' repeats column 8");
+  expect_error([&] { (void)io::parse_csv(fixed + ",budget\n", "a.csv"); }, "header column 8 'budget' repeats column 2");
+  // Thousands of extra columns read in linear time (pairwise checks took minutes: scripts/fuzz).
+  std::string wide_header = fixed, wide_row = "snl,1,2,3,4,5,6";
+  for (int c = 0; c < 20000; ++c) {
+    wide_header += ",c" + std::to_string(c);
+    wide_row += ",1";
+  }
+  CHECK(io::parse_csv(wide_header + "\n" + wide_row + "\n", "a.csv")[0].extra.size() == 20000);
   // Blank lines and a missing final newline are fine.
   const auto rows = io::parse_csv(header + "\nsnl,+1e3,2,3,4,5,6", "a.csv");
   REQUIRE(rows.size() == 1);

@@ -24,6 +24,11 @@
 
 namespace linearize::data {
 
+/// The most pixels decode_jpeg accepts (384 MiB of RGB bytes). A JPEG's header may claim up to
+/// 65500x65500 pixels (12.8 GB) in a few hundred bytes, and a progressive one can fill them all
+/// from a small file: the header is not trusted for an allocation that large.
+inline constexpr int64_t jpeg_max_pixels = int64_t{1} << 27;
+
 namespace detail {
 
 struct jpeg_failure {
@@ -121,6 +126,8 @@ inline std::string decode_jpeg_planar(const uint8_t* data, size_t size, uint8_t*
   std::vector<uint8_t> row;
   auto why = detail::decode_jpeg_planar(bytes.data(), bytes.size(), nullptr, h, w, row);
   require(why.empty(), "'", name, "': ", why);
+  require(h * w <= jpeg_max_pixels, "'", name, "': image is ", h, "x", w, ", more than the ",
+          jpeg_max_pixels, " pixels decode_jpeg accepts");
   auto out = torch::empty({3, h, w}, torch::kByte);
   why = detail::decode_jpeg_planar(bytes.data(), bytes.size(), out.data_ptr<uint8_t>(), h, w, row);
   require(why.empty(), "'", name, "': ", why);

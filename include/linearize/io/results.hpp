@@ -112,14 +112,19 @@ inline void validate(const result_row& r, size_t index) {
   measured("wall_time_s", r.wall_time_s, any);
   require(r.relu_count >= 0, where(), ": relu_count = ", r.relu_count, "; expected >= 0");
   require(r.images_forwarded >= 0, where(), ": images_forwarded = ", r.images_forwarded, "; expected >= 0");
+  std::vector<std::string_view> keys;
   for (size_t i = 0; i < r.extra.size(); ++i) {
     const auto& key = r.extra[i].first;
     require(!key.empty(), where(), ": extra column ", i, " has an empty name");
     require(!is_fixed_column(key), where(), ": extra column '", key,
             "' has the name of a fixed column; choose another name");
-    for (size_t j = 0; j < i; ++j)
-      require(r.extra[j].first != key, where(), ": extra column '", key, "' appears twice");
+    keys.push_back(key);
   }
+  // Sorted, not pairwise: a file read back may hold thousands of columns.
+  std::sort(keys.begin(), keys.end());
+  const auto dup = std::adjacent_find(keys.begin(), keys.end());
+  require(dup == keys.end(), where(), ": extra column '", dup == keys.end() ? "" : *dup,
+          "' appears twice");
 }
 
 /// Extra column names of all rows, in order of first appearance.
@@ -288,6 +293,18 @@ result_row& result_row::set(std::string key, Number value) {
     require(header[c] == result_columns[c], "results file '", source, "': header column ", c + 1, " is '",
             header[c], "'; expected '", result_columns[c], "'");
   }
+  // A repeated name would merge two columns into one value silently. (Unnamed columns, e.g.
+  // from a trailing separator, may repeat: a row may only leave them empty.)
+  {
+    std::vector<std::pair<std::string_view, size_t>> names;
+    for (size_t c = 0; c < header.size(); ++c)
+      if (!header[c].empty()) names.emplace_back(header[c], c);
+    std::sort(names.begin(), names.end());
+    for (size_t i = 1; i < names.size(); ++i)
+      require(names[i].first != names[i - 1].first, "results file '", source, "': header column ",
+              names[i].second + 1, " '", names[i].first, "' repeats column ", names[i - 1].second + 1,
+              "; expected each column once");
+  }
   std::vector<result_row> rows;
   for (size_t i = 1; i < records.size(); ++i) {
     const auto& f = records[i].fields;
@@ -314,8 +331,8 @@ result_row& result_row::set(std::string key, Number value) {
     r.pi_latency_s = number(4);
     r.wall_time_s = number(5);
     r.images_forwarded = integer(6);
-    for (size_t c = result_columns.size(); c < f.size(); ++c)
-      if (!f[c].empty()) r.set(header[c], f[c]);
+    for (size_t c = result_columns.size(); c < f.size(); ++c)  // names are unique: no set()
+      if (!f[c].empty()) r.extra.emplace_back(header[c], f[c]);
     detail::validate(r, rows.size());
     rows.push_back(std::move(r));
   }
