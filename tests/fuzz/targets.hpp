@@ -4,6 +4,7 @@
 // parser. The contract: on any input a parser either succeeds or throws linearize::error; a
 // target catches that and nothing else, so any other exception, a crash or a sanitizer report
 // is a finding. Used by afl_main.cpp (AFL++) and by the corpus replay of the unit tests.
+#include "../unit/mask_net.hpp"
 #include "../unit/train_fixtures.hpp"
 
 #include <linearize/core/mask_set.hpp>
@@ -81,25 +82,7 @@ inline std::string_view as_text(const uint8_t* data, size_t size) {
 }
 
 // ---- the small networks the mask, checkpoint and tensor-file targets read into ------------------
-/// Slots of three granularities in nested modules (as test_mask_set.cpp): 4 slots, 39 entries.
-struct MaskNetImpl : torch::nn::Module {
-  MaskNetImpl() {
-    stem = register_module("stem", ReluSlot(slot_options{.shape = {2, 3, 3}, .stage = "stem"}));
-    body = register_module(
-        "body", torch::nn::Sequential(
-                    torch::nn::Identity(),
-                    ReluSlot(slot_options{.grain = granularity::channel, .shape = {2, 3, 3},
-                                          .stage = "body", .layer = 0}),
-                    ReluSlot(slot_options{.shape = {2, 3, 3}, .stage = "body", .layer = 1})));
-    heads = register_module("heads", torch::nn::ModuleList(ReluSlot(
-                                         slot_options{.grain = granularity::layer, .shape = {4},
-                                                      .stage = "head"})));
-  }
-  ReluSlot stem{nullptr};
-  torch::nn::Sequential body{nullptr};
-  torch::nn::ModuleList heads{nullptr};
-};
-TORCH_MODULE(MaskNet);
+using testing::MaskNet;  // ../unit/mask_net.hpp
 
 /// The tiny convolutional network of the trainer's tests (width 2: a few hundred weights).
 inline std::shared_ptr<testing::TinyConvImpl> tiny_net() { return testing::tiny_conv(7, 2, 0.0); }

@@ -1,5 +1,6 @@
 // MaskSet: finds every slot of a module tree in a stable order, counts, indexes, applies and
 // stores the whole network's binary mask, and refuses masks that belong to another network.
+#include "mask_net.hpp"
 #include "test_support.hpp"
 
 #include <linearize/core/mask_set.hpp>
@@ -10,28 +11,7 @@ using namespace linearize;
 using linearize::testing::close;
 using linearize::testing::expect_error;
 
-namespace {
-
-struct NetImpl : torch::nn::Module {
-  NetImpl() {
-    stem = register_module("stem", ReluSlot(slot_options{.shape = {2, 3, 3}, .stage = "stem"}));
-    body = register_module(
-        "body", torch::nn::Sequential(
-                    torch::nn::Identity(),
-                    ReluSlot(slot_options{.grain = granularity::channel, .shape = {2, 3, 3},
-                                          .stage = "body", .layer = 0}),
-                    ReluSlot(slot_options{.shape = {2, 3, 3}, .stage = "body", .layer = 1})));
-    heads = register_module("heads", torch::nn::ModuleList(
-                                         ReluSlot(slot_options{.grain = granularity::layer,
-                                                               .shape = {4}, .stage = "head"})));
-  }
-  ReluSlot stem{nullptr};
-  torch::nn::Sequential body{nullptr};
-  torch::nn::ModuleList heads{nullptr};
-};
-TORCH_MODULE(Net);
-
-}  // namespace
+using Net = linearize::testing::MaskNet;
 
 TEST_CASE("MaskSet finds slots in nested modules, Sequential and ModuleList, in order", "[mask_set]") {
   Net net;
