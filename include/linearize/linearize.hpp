@@ -86,10 +86,13 @@
 
 // the policies
 #include <linearize/finetune/distill.hpp>
+#include <linearize/relax/autorep.hpp>
 #include <linearize/relax/hard_threshold.hpp>
 #include <linearize/relax/l1_mix.hpp>
+#include <linearize/relax/polynomial_fit.hpp>
 #include <linearize/relax/sigmoid_mask.hpp>
 #include <linearize/schedule/budget_tracking.hpp>
+#include <linearize/schedule/density_hinge.hpp>
 #include <linearize/schedule/fixed_step.hpp>
 #include <linearize/schedule/lasso_growth.hpp>
 #include <linearize/schedule/stagewise.hpp>

@@ -220,6 +220,9 @@ class ReluSlotImpl : public torch::nn::Cloneable<ReluSlotImpl> {
     gate_ = gate.reshape(mask_.sizes());
   }
   void clear_gate() { gate_ = torch::Tensor(); }
+  /// Whether a relaxation's gate is set (a checkpoint keeps it: for a hysteretic relaxation it
+  /// is the state the next gate depends on).
+  [[nodiscard]] bool has_gate() const { return gate_.defined(); }
   [[nodiscard]] bool materialized() const { return mask_.defined(); }
 
   void pretty_print(std::ostream& out) const override {

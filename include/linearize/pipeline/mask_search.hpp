@@ -56,6 +56,10 @@ weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
   train::detail::mode_guard eval_mode(ctx.net, /*training=*/false);
   const auto device = train::device_of(ctx.net);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(ctx.seed(0x9b0beu + round));
+  // The slots' gates as they were (a hysteretic relaxation's state): put back at the end.
+  std::vector<torch::Tensor> gates_before;
+  for (size_t i = 0; i < masks.size(); ++i)
+    gates_before.push_back(masks[i].has_gate() ? masks[i].gate() : torch::Tensor());
   const int64_t n = std::min(data.size(), std::max<int64_t>(1, batches) * ctx.options.batch_size);
   const auto picked = torch::randperm(data.size(), gen, torch::kLong).slice(0, 0, n);
   std::vector<torch::Tensor> params, sum, squares;
@@ -92,7 +96,11 @@ weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
       }
     ++taken;
   }
-  masks.clear_gates();
+  for (size_t i = 0; i < masks.size(); ++i)
+    if (gates_before[i].defined())
+      masks[i].set_gate(gates_before[i]);
+    else
+      masks[i].clear_gate();
   torch::Tensor penalty;
   for (size_t i = 0; i < masks.size(); ++i) {
     const auto term = relax.penalty(params[i]).sum() * per_entry[i];
@@ -126,6 +134,12 @@ struct mask_search_result {
 template <relaxation_policy Relax, penalty_scheduler Sched, class Context>
 mask_search_result mask_search(const Relax& given, const Sched& sched, Context& ctx) {
   const MaskSet& masks = ctx.masks;
+  // A resumed search takes its state from its checkpoint; only a fresh one is probed.
+  const auto checkpoint = ctx.checkpoint("search");
+  const bool fresh = checkpoint.empty() || !std::filesystem::exists(checkpoint);
+  // A relaxation may change the network first (AutoReP: polynomials where ReLUs go), on the
+  // binary mask the search starts from; a resumed search needs the same modules to restore.
+  if constexpr (requires { given.prepare(ctx, fresh); }) given.prepare(ctx, fresh);
   const int64_t steps_per_epoch =
       (ctx.data.train.size() + ctx.options.batch_size - 1) / ctx.options.batch_size;
   double speed = 1;
@@ -144,6 +158,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
       auto& slot = masks[i];
       const auto start = relax.from_binary(slot.binary_mask()).to(slot.mask().options());
       slot.soften();
+      slot.clear_gate();
       slot.mask().copy_(start);
     }
   }
@@ -151,12 +166,27 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   for (size_t i = 0; i < masks.size(); ++i)
     per_entry.push_back(static_cast<double>(masks[i].relus_per_entry()));
 
+  // What the search keeps now: a hysteretic relaxation's gates once set (they are its state),
+  // else the relaxation's kept().
+  constexpr bool hysteretic = hysteretic_relaxation<Relax>;
+  const auto count_now = [&] {
+    if constexpr (hysteretic) {
+      torch::NoGradGuard no_grad;
+      int64_t n = 0;
+      for (size_t i = 0; i < masks.size(); ++i)
+        n += (masks[i].has_gate() ? masks[i].gate().ne(0) : relax.kept(masks[i].mask())).sum().template item<int64_t>() *
+             masks[i].relus_per_entry();
+      return n;
+    } else {
+      return kept_relus(relax, masks);
+    }
+  };
   // After step `step` (0-based) of `epoch`; at an epoch's end, its last step.
   const auto progress = [&](const train::scalars& values, int64_t epoch, int64_t step) {
     search_progress p{.epoch = epoch,
                       .step = step,
                       .steps_per_epoch = steps_per_epoch,
-                      .count = kept_relus(relax, masks),
+                      .count = count_now(),
                       .total = masks.total_relus(),
                       .budget = ctx.budget,
                       .start_count = static_cast<int64_t>(values.at("start_count")),
@@ -171,8 +201,6 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   opts.seed = ctx.seed(0x5ea7c4u);
   opts.values["start_count"] = static_cast<double>(kept_relus(relax, masks));
   opts.values["mask_speed"] = speed;
-  // A resumed search takes the weight from its checkpoint; only a fresh one is probed.
-  const bool fresh = opts.checkpoint.empty() || !std::filesystem::exists(opts.checkpoint);
   if constexpr (probing_scheduler<Sched>) {
     if (fresh) {
       const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry, 0);
@@ -191,9 +219,14 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
       train::hooks{
           .before_forward =
               [&](train::step_context&) {
-                if (hand_gates)
+                if constexpr (hysteretic) {
+                  for (size_t i = 0; i < masks.size(); ++i)
+                    masks[i].set_gate(relax.gate(masks[i].mask(),
+                                                 masks[i].has_gate() ? masks[i].gate() : torch::Tensor()));
+                } else if (hand_gates) {
                   for (size_t i = 0; i < masks.size(); ++i)
                     masks[i].set_gate(relax.gate(masks[i].mask()));
+                }
               },
           .extra_loss =
               [&](train::step_context& c) {
@@ -229,15 +262,16 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                 return train::epoch_action::proceed;
               },
       });
-  masks.clear_gates();
   mask_search_result out{.history = std::move(history), .mask_speed = speed};
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> scores, kept;
   for (size_t i = 0; i < masks.size(); ++i) {
     const auto& param = masks[i].mask();
     scores.push_back(relax.score(param).detach().reshape({-1}).to(torch::kCPU, torch::kFloat));
-    kept.push_back(relax.kept(param).reshape({-1}).to(torch::kCPU, torch::kBool));
+    const auto k = hysteretic && masks[i].has_gate() ? masks[i].gate().ne(0) : relax.kept(param);
+    kept.push_back(k.reshape({-1}).to(torch::kCPU, torch::kBool));
   }
+  masks.clear_gates();
   out.scores = torch::cat(scores);
   out.kept = torch::cat(kept);
   return out;

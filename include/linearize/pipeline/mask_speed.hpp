@@ -5,6 +5,7 @@
 // Storing param = theta / speed and handing the relaxation theta = param * speed is Adam with a
 // mask learning rate of speed * lr, the weights' rate untouched (l1_mix's step_scale is the same
 // idea for one relaxation). speed = 1 is the relaxation itself.
+#include <linearize/policy/concepts/relaxation.hpp>
 #include <linearize/policy/roles.hpp>
 #include <linearize/support/error.hpp>
 
@@ -25,6 +26,12 @@ struct sped_up {
     return speed == 1 ? param : param * speed;
   }
   [[nodiscard]] torch::Tensor gate(const torch::Tensor& param) const { return inner.gate(theta(param)); }
+  /// A hysteretic relaxation's gate, from the slot's previous one.
+  template <class R = Relax>
+    requires hysteretic_relaxation<R>
+  [[nodiscard]] torch::Tensor gate(const torch::Tensor& param, const torch::Tensor& previous) const {
+    return inner.gate(theta(param), previous);
+  }
   [[nodiscard]] torch::Tensor penalty(const torch::Tensor& param) const { return inner.penalty(theta(param)); }
   [[nodiscard]] torch::Tensor kept(const torch::Tensor& param) const { return inner.kept(theta(param)); }
   [[nodiscard]] torch::Tensor score(const torch::Tensor& param) const { return inner.score(theta(param)); }

@@ -206,9 +206,17 @@ inline void save_checkpoint(const std::filesystem::path& path, const NetworkImpl
   for (size_t i = 0; i < buffers.size(); ++i)
     archive.write("buffer/" + std::to_string(i), buffers[i], /*is_buffer=*/true);
   std::vector<int64_t> hard;  // 1 hard, 0 soft, -1 shape not known yet
-  for (const auto& [name, slot] : detail::slots_of(net))
+  std::vector<int64_t> gated;
+  const auto slots = detail::slots_of(net);
+  for (const auto& [name, slot] : slots) {
     hard.push_back(!slot->materialized() ? -1 : slot->is_hard() ? 1 : 0);
+    gated.push_back(slot->materialized() && slot->has_gate());
+  }
   archive.write("slot_hard", torch::tensor(hard, torch::kLong));
+  // The gate a relaxation set is state too: a hysteretic relaxation's next gate depends on it.
+  archive.write("slot_gated", torch::tensor(gated, torch::kLong));
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (gated[i]) archive.write("slot_gate/" + std::to_string(i), slots[i].second->gate().detach());
 
   torch::serialize::OutputArchive optim(archive.compilation_unit());
   optimizer.save(optim);
@@ -370,6 +378,22 @@ class checkpoint {
           slot.harden(slot.mask().detach().clone());
         else if (state == 0)
           slot.soften();
+      }
+      // Gates (checkpoints written before they were kept have none).
+      torch::Tensor gated;
+      const bool has_gates = archive_.try_read("slot_gated", gated);
+      if (has_gates) gated = gated.to(torch::kCPU);
+      require(!has_gates || gated.numel() == static_cast<int64_t>(slots.size()), "checkpoint '", path_,
+              "' is corrupt: ", has_gates ? gated.numel() : 0, " slot gate flags for ", slots.size(), " slots");
+      for (size_t i = 0; i < slots.size(); ++i) {
+        auto& slot = *slots[i].second;
+        if (has_gates && gated[static_cast<int64_t>(i)].item<int64_t>() != 0) {
+          torch::Tensor gate;
+          archive_.read("slot_gate/" + std::to_string(i), gate);
+          slot.set_gate(gate.to(slot.mask().device(), slot.mask().scalar_type()));
+        } else if (slot.materialized()) {
+          slot.clear_gate();
+        }
       }
     } catch (const linearize::error&) {
       throw;

@@ -22,4 +22,16 @@ concept relaxation_policy =
       { r.name() } -> std::convertible_to<std::string>;
     };
 
+/// Optional: a relaxation with memory. Its gate depends on the gate it set last as well as on the
+/// parameter (AutoReP's hard mask flips only once its parameter leaves a band around the
+/// threshold: hysteresis). `previous` is the slot's last gate, undefined when a search starts.
+/// The search then counts a slot's gate, not kept(param), as what it keeps; the gate is saved
+/// with the search's checkpoints, so a resumed search continues from the same state.
+template <class R>
+concept hysteretic_relaxation =
+    relaxation_policy<R> &&
+    requires(const R& r, const torch::Tensor& param, const torch::Tensor& previous) {
+      { r.gate(param, previous) } -> std::convertible_to<torch::Tensor>;
+    };
+
 }  // namespace linearize
