@@ -10,6 +10,9 @@
 //   snl-tracking       SNL with budget_tracking (the library's defaults), then KD with the rest
 //   snl-tracking+bcd   coordinate descent from snl-tracking's search at the next larger budget
 //                      (both stages' images count), then KD with the rest
+//   autorep            AutoReP: hard masks with hysteresis, polynomials where ReLUs go, the
+//                      density hinge for --search-epochs, top_k to the budget, KD with the rest
+//   autorep+bcd        coordinate descent from autorep's search at the next larger budget
 //   deepreduce         culling and thinning to the fewest ReLUs it reaches, then KD with the rest
 // Writes, into --out:
 //   pareto.csv, pareto.json     one row per method, budget and seed (images forwarded, the
@@ -38,10 +41,11 @@ namespace lz = linearize;
 
 namespace {
 
-const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd", "deepreduce"};
+const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd",
+                                                 "autorep", "autorep-bcd", "deepreduce"};
 
 struct settings {
-  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,deepreduce";
+  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,autorep,autorep-bcd,deepreduce";
   std::vector<std::string> budgets, methods;
   lz::train::baseline_spec spec;
   lz::train::baseline_options baseline;
@@ -49,7 +53,7 @@ struct settings {
   int64_t seeds = 3;
   uint64_t seed = 0;
   double compute_epochs = 8;  ///< images per result = this x the training images
-  int64_t search_epochs = 3;  ///< budget_tracking's plan
+  int64_t search_epochs = 3;  ///< budget_tracking's plan; AutoReP's search
   int64_t bcd_iterations = 5, bcd_tries = 8, bcd_scoring = 1000;
   double bcd_adt = 0.3;
   int64_t criticality_epochs = 1, step_epochs = 1;
@@ -68,12 +72,14 @@ void add_options(CLI::App& app, settings& s) {
             return cli::split_list(text).empty() ? std::string("expected e.g. 8%,4%,2%") : std::string();
           },
           "LIST"));
-  app.add_option("--methods", s.methods_text, "any of linear, random, lasso, tracking, bcd, deepreduce")
+  app.add_option("--methods", s.methods_text,
+                 "any of linear, random, lasso, tracking, bcd, autorep, autorep-bcd, deepreduce")
       ->check(CLI::Validator(
           [](std::string& text) {
             for (const auto& m : cli::split_list(text))
               if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end())
-                return "unknown method '" + m + "'; expected linear, random, lasso, tracking, bcd or deepreduce";
+                return "unknown method '" + m +
+                       "'; expected linear, random, lasso, tracking, bcd, autorep, autorep-bcd or deepreduce";
             return std::string();
           },
           "LIST"));
@@ -184,8 +190,11 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         row.images_forwarded += ft.images_forwarded;
         row.wall_time_s += ft.seconds;
       }
-      row.relu_count = lz::MaskSet(*net).relu_count();
-      row.pi_latency_s = lz::pi::delphi().latency(row.relu_count);
+      const lz::MaskSet masks(*net);
+      row.relu_count = masks.relu_count();
+      const int64_t polynomials = masks.polynomial_count();
+      row.pi_latency_s = lz::pi::delphi().latency(row.relu_count, 0, polynomials);
+      if (polynomials > 0) row.set("polynomials", polynomials);
       row.set("compute", row.images_forwarded > compute ? "over" : "within");
       fmt::print("  -> {} at {} (seed {}): {} ReLUs, test {:.2f}% ({:.2f}% before {} top-up epochs), {} of {} "
                  "images, {:.0f} s\n",
@@ -210,12 +219,12 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       const lz::MaskSet masks(*net);
       masks.harden(torch::zeros_like(masks.binary()));
       lz::io::result_row row{.method = "linear", .budget = 0, .relu_count = 0,
-                             .accuracy = 100 * lz::train::evaluate(*net, data.test).top1};
+                             .accuracy = 100 * lz::train::evaluate(*net, data.test).top1, .wall_time_s = 0};
       finish(row, net, "linear", "0");
     }
 
     // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
-    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched;
+    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, autorep_searched;  // and autorep's
     for (size_t i = 0; i < counts.size(); ++i) {
       const auto& b = s.budgets[i];
       const auto at = lz::budget(counts[i]);
@@ -251,19 +260,21 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
           finish(row, net, "tracking_" + b, b);
         }
       }
-      if (wants(s, "bcd") && i > 0) {
-        const auto& [from, start] = searched.at(i - 1);
+      // Coordinate descent from a search's network at the previous (larger) budget.
+      const auto descend = [&](const std::pair<lz::Network, lz::run_result>& from_search, const std::string& method,
+                               const std::string& name) {
+        const auto& [from, start] = from_search;
         const int64_t drc =
             std::max<int64_t>(1, (start.relu_count - counts[i] + s.bcd_iterations - 1) / s.bcd_iterations);
-        fmt::print("\n== coordinate descent {} -> {} ({} -> {} ReLUs, DRC {}, seed {})\n", s.budgets[i - 1], b,
-                   lz::grouped(start.relu_count), lz::grouped(counts[i]), drc, seed);
+        fmt::print("\n== {}: coordinate descent {} -> {} ({} -> {} ReLUs, DRC {}, seed {})\n", method,
+                   s.budgets[i - 1], b, lz::grouped(start.relu_count), lz::grouped(counts[i]), drc, seed);
         const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = s.bcd_tries, .adt = s.bcd_adt,
                                                                    .scoring_size = s.bcd_scoring,
                                                                    .finetune_epochs = 1},
                                       lz::schedule::fixed_step{.drc = drc}, lz::finetune::distill{.epochs = 0});
         auto net = from->copy();
-        const auto r = lz::run(bcd, net, base.net, data, at, work("bcd_" + b));
-        auto row = row_of(r, "snl-tracking+bcd");
+        const auto r = lz::run(bcd, net, base.net, data, at, work(name + "_" + b));
+        auto row = row_of(r, method);
         row.images_forwarded += start.images_forwarded;
         row.wall_time_s += start.seconds;
         row.set("start_relus", start.relu_count);
@@ -275,8 +286,24 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         } else {
           row.set("bcd_iterations", 0);
         }
-        finish(row, net, "bcd_" + b, b);
+        finish(row, net, name + "_" + b, b);
+      };
+      if (wants(s, "bcd") && i > 0) descend(searched.at(i - 1), "snl-tracking+bcd", "bcd");
+
+      if (wants(s, "autorep") || (wants(s, "autorep-bcd") && i + 1 < counts.size())) {
+        fmt::print("\n== AutoReP to {} (seed {})\n", b, seed);
+        auto net = base.net->copy();
+        const auto r = lz::run(lz::pipeline(lz::relax::autorep{}, lz::schedule::density_hinge{.epochs = s.search_epochs},
+                                            lz::select::top_k{}, lz::finetune::distill{.epochs = 0}),
+                               net, base.net, data, at, work("autorep_" + b));
+        autorep_searched.emplace(i, std::make_pair(net->copy(), r));
+        if (wants(s, "autorep")) {
+          auto row = row_of(r, "autorep");
+          row.set("search_epochs", r.stages.at(0).search_epochs);
+          finish(row, net, "autorep_" + b, b);
+        }
       }
+      if (wants(s, "autorep-bcd") && i > 0) descend(autorep_searched.at(i - 1), "autorep+bcd", "autorep_bcd");
     }
 
     if (wants(s, "deepreduce")) {
@@ -372,7 +399,8 @@ int main(int argc, char** argv) {
     };
     for (const auto& b : s.budgets)
       for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
-               {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"}})
+               {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"},
+               {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"}})
         if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));
     std::string md = fmt::format(
         "{}, {}: {} ReLUs; {} training images, {} images forwarded per result ({:g} epochs' worth), "
