@@ -249,5 +249,6 @@ TEST_CASE("A killed AutoReP run resumes to the same mask, weights and polynomial
   CHECK(torch::equal(whole.mask, resumed.mask));
   CHECK(linearize::testing::same_state(*a, *c));
   CHECK(resumed.relu_count == 50);
+  CHECK(resumed.images_forwarded == whole.images_forwarded);  // the polynomial fit's included
   REQUIRE(c->relu->replacement_as<PolynomialImpl>());
 }

@@ -166,6 +166,14 @@ TEST_CASE("run() resumes from its work directory to the same result", "[snl]") {
   const auto again = run(method, b, b->copy(), tiny_data(), budget(50), opts);
   CHECK(torch::equal(first.mask, again.mask));
   CHECK(linearize::testing::same_state(*a, *b));
+  // The same compute, the probes' images included (they live in the search's scalars).
+  CHECK(again.images_forwarded == first.images_forwarded);
+  // Test evaluations only report: a larger test set forwards the same images as compute.
+  auto c = tiny_conv(16, 4, 0.0);
+  auto bigger = tiny_data();
+  bigger.test = stripes(960, 3);
+  const auto other = run(method, c, c->copy(), bigger, budget(50), quick_options());
+  CHECK(other.images_forwarded == first.images_forwarded);
 }
 
 TEST_CASE("A run's report and files: mask loads back, rows and history are written", "[snl]") {

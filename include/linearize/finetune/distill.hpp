@@ -45,7 +45,7 @@ struct distill {
     if (recalibrate_bn) {
       ctx.count_images(train::recalibrate_batchnorm(ctx.net, ctx.data.train, recalibration_batches,
                                                     ctx.options.batch_size, ctx.seed(0xbau)));
-      out.test_accuracy_recalibrated = ctx.accuracy(ctx.data.test);
+      out.test_accuracy_recalibrated = ctx.test_accuracy();
     }
     if (epochs == 0) return out;
     auto opts = ctx.distillation_options(phase, epochs, optimizer, temperature, kd_weight, 0xf1u);

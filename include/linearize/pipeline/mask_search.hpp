@@ -26,6 +26,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -123,6 +124,9 @@ weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
 }
 }  // namespace detail
 
+/// The search's scalar with the images it forwarded besides training (preparation, probes).
+inline constexpr const char* extra_images_key = "search_extra_images";
+
 struct mask_search_result {
   train::history history;
   torch::Tensor scores{};  ///< float [entries]: the relaxation's score of each mask entry
@@ -139,7 +143,11 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   const bool fresh = checkpoint.empty() || !std::filesystem::exists(checkpoint);
   // A relaxation may change the network first (AutoReP: polynomials where ReLUs go), on the
   // binary mask the search starts from; a resumed search needs the same modules to restore.
-  if constexpr (requires { given.prepare(ctx, fresh); }) given.prepare(ctx, fresh);
+  // It returns the images it forwarded; they and the probes' are kept in the search's scalars
+  // (extra_images_key), so that a resumed search counts them as the first process did.
+  int64_t prepared = 0;
+  if constexpr (requires { { given.prepare(ctx, fresh) } -> std::convertible_to<int64_t>; })
+    prepared = given.prepare(ctx, fresh);
   const int64_t steps_per_epoch =
       (ctx.data.train.size() + ctx.options.batch_size - 1) / ctx.options.batch_size;
   double speed = 1;
@@ -201,10 +209,11 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   opts.seed = ctx.seed(0x5ea7c4u);
   opts.values["start_count"] = static_cast<double>(kept_relus(relax, masks));
   opts.values["mask_speed"] = speed;
+  opts.values[extra_images_key] = static_cast<double>(prepared);
   if constexpr (probing_scheduler<Sched>) {
     if (fresh) {
       const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry, 0);
-      ctx.count_images(probe.images);
+      opts.values[extra_images_key] += static_cast<double>(probe.images);
       sched.start(opts.values, progress(opts.values, 0, -1), probe);
     } else {
       sched.start(opts.values);
@@ -256,12 +265,14 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                     if (!sched.reprobe) return train::epoch_action::proceed;
                   const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry,
                                                            static_cast<uint64_t>(c.epoch) + 1);
-                  ctx.count_images(probe.images);
+                  c.values[extra_images_key] += static_cast<double>(probe.images);
                   sched.refresh(c.values, p, probe);
                 }
                 return train::epoch_action::proceed;
               },
       });
+  if (const auto extra = history.values.find(extra_images_key); extra != history.values.end())
+    ctx.count_images(static_cast<int64_t>(extra->second));
   mask_search_result out{.history = std::move(history), .mask_speed = speed};
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> scores, kept;

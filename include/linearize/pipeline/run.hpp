@@ -88,7 +88,7 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
     // Already within the budget: nothing to linearize, so the network stays as it is (its
     // current mask becomes hard).
     ctx.masks.harden(ctx.masks.binary());
-    report.test_accuracy_selected = report.test_accuracy_finetuned = ctx.accuracy(data.test);
+    report.test_accuracy_selected = report.test_accuracy_finetuned = ctx.test_accuracy();
     finish();
     return;
   }
@@ -116,11 +116,11 @@ void run_stage(const Stage& stage, size_t index, NetworkImpl& net, const Network
           report.search_epochs > 0 ? " after " + std::to_string(report.search_epochs) + " search epochs" : "",
           "; give the search more epochs (its scheduler) or use a selection that enforces the "
           "budget (select::magnitude with enforce_budget, select::top_k)");
-  report.test_accuracy_selected = ctx.accuracy(data.test);
+  report.test_accuracy_selected = ctx.test_accuracy();
   const auto outcome = ctx.finetune(stage.finetune().epochs, "finetune");
   report.test_accuracy_recalibrated = outcome.test_accuracy_recalibrated;
   report.held_out_accuracy_finetuned = outcome.held_out_accuracy;
-  report.test_accuracy_finetuned = ctx.accuracy(data.test);
+  report.test_accuracy_finetuned = ctx.test_accuracy();
   finish();
 }
 
@@ -181,9 +181,9 @@ finetune_run run_finetune(const Finetune& finetune, const Network& net, const Ne
   stage_context ctx(*net, frozen_teacher, data, options, 0, relu_count, finetune, detail::unscheduled{});
   ctx.masks.harden(ctx.masks.binary());
   finetune_run out;
-  out.test_accuracy_before = ctx.accuracy(data.test);
+  out.test_accuracy_before = ctx.test_accuracy();
   out.outcome = ctx.finetune(finetune.epochs, phase);
-  out.test_accuracy = ctx.accuracy(data.test);
+  out.test_accuracy = ctx.test_accuracy();
   out.images_forwarded = ctx.spent.images_forwarded;
   out.history = std::move(ctx.spent.history);
   out.resumed_seconds = ctx.spent.resumed_seconds;

@@ -32,7 +32,9 @@ namespace linearize {
 
 /// What a stage has spent so far.
 struct stage_spending {
-  int64_t images_forwarded = 0;      ///< through the network being linearized (train + eval)
+  /// Through the network being linearized: training, probes, held-out scoring and model
+  /// selection. Test evaluations only report and steer nothing: not counted.
+  int64_t images_forwarded = 0;
   int64_t finetune_epochs = 0;       ///< epochs of every finetune call
   std::vector<history_row> history;  ///< one row per epoch of every phase
   /// Seconds earlier processes spent on the phases this one resumed from their checkpoints
@@ -80,11 +82,17 @@ class stage_context {
     return derive_seed(options.seed, {static_cast<uint64_t>(index), phase});
   }
 
-  /// Top-1 accuracy on `part`, counted in the images forwarded.
+  /// Top-1 accuracy on `part` (held-out data a method decides by), counted in the images
+  /// forwarded.
   double accuracy(const data::image_dataset& part) {
     const auto m = train::evaluate(net, part, options.eval_batch_size);
     count_images(m.samples);
     return m.top1;
+  }
+  /// Top-1 accuracy on the test set, for the reports: not a method's compute (nothing may decide
+  /// by it), so not counted.
+  [[nodiscard]] double test_accuracy() const {
+    return train::evaluate(net, data.test, options.eval_batch_size).top1;
   }
   void count_images(int64_t n) { spent.images_forwarded += n; }
   void add_history(history_row row) {

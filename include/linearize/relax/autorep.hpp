@@ -75,10 +75,11 @@ struct autorep {
 
   /// Before the search: polynomials on the slots that have no replacement (a resumed search
   /// needs them before its checkpoint restores their coefficients), fitted when it is fresh.
+  /// Returns the images the fit forwarded.
   template <class Context>
-  void prepare(Context& ctx, bool fresh) const {
+  int64_t prepare(Context& ctx, bool fresh) const {
     require(fit_batches >= 0, "autorep: fit_batches ", fit_batches, "; expected >= 0");
-    if (!polynomial) return;
+    if (!polynomial) return 0;
     bool installed = false;
     for (size_t i = 0; i < ctx.masks.size(); ++i)
       if (!ctx.masks[i].has_replacement()) {
@@ -86,11 +87,9 @@ struct autorep {
         installed = true;
       }
     // A slot that came with a replacement keeps its kind; a fresh search fits every polynomial.
-    if (fresh && installed && fit_batches > 0)
-      ctx.count_images(fit_polynomials(ctx.net, ctx.data.train,
-                                       {.batches = fit_batches,
-                                        .batch_size = ctx.options.batch_size,
-                                        .seed = ctx.seed(0xf17u)}));
+    if (!fresh || !installed || fit_batches == 0) return 0;
+    return fit_polynomials(ctx.net, ctx.data.train,
+                           {.batches = fit_batches, .batch_size = ctx.options.batch_size, .seed = ctx.seed(0xf17u)});
   }
 };
 

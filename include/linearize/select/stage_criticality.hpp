@@ -118,9 +118,9 @@ struct stage_criticality {
       step_report step{.name = plan.steps[i].describe(), .relu_count = ctx.masks.relu_count()};
       require(step.relu_count == plan.steps[i].relu_count, "stage_criticality: step ", i + 1, " left ",
               step.relu_count, " ReLUs, the plan said ", plan.steps[i].relu_count);
-      step.test_accuracy_selected = ctx.accuracy(ctx.data.test);
+      step.test_accuracy_selected = ctx.test_accuracy();
       step.finetune_epochs = ctx.finetune(schedule.step_epochs, "step" + std::to_string(i + 1)).epochs;
-      step.test_accuracy_finetuned = ctx.accuracy(ctx.data.test);
+      step.test_accuracy_finetuned = ctx.test_accuracy();
       if (ctx.data.held_out.size() > 0) step.held_out_accuracy_finetuned = ctx.accuracy(ctx.data.held_out);
       if (out)
         *out << "step " << i + 1 << " (" << step.name << "): " << grouped(step.relu_count) << " ReLUs, test "

@@ -317,18 +317,28 @@ class checkpoint {
   /// same run. The message names each setting that differs, with both values.
   void check_identity(const run_identity& expected) const {
     const auto there = io::to_json_value(identity_), here = io::to_json_value(expected);
-    std::string differ;  // "seed: 1 in the checkpoint, 2 in this run; ..."
-    const auto compare = [&](const io::json& a, const io::json& b, const std::string& prefix) {
-      for (const auto& [key, value] : b.items())
-        if (!a.contains(key) || a.at(key) != value)
-          differ += (differ.empty() ? "" : "; ") + prefix + key + ": " +
-                    (a.contains(key) ? a.at(key).dump() : std::string("absent")) + " in the checkpoint, " +
-                    value.dump() + " in this run";
+    std::string differ;  // "seed: 1 in the checkpoint, 2 in this run; optimizer.lr: ..."
+    // Objects of the same kind on both sides are compared member by member, so the message
+    // names the setting that differs (optimizer.lr), not the whole group.
+    const auto same_kind = [](const io::json& a, const io::json& b) {
+      return a.is_object() && b.is_object() && a.value("kind", io::json()) == b.value("kind", io::json());
     };
-    compare(there, here, "");
+    const auto compare = [&](const auto& self, const io::json& a, const io::json& b, const std::string& prefix) -> void {
+      for (const auto& [key, value] : b.items()) {
+        if (a.contains(key) && a.at(key) == value) continue;
+        if (a.contains(key) && same_kind(a.at(key), value)) {
+          self(self, a.at(key), value, prefix + key + ".");
+          continue;
+        }
+        differ += (differ.empty() ? "" : "; ") + prefix + key + ": " +
+                  (a.contains(key) ? a.at(key).dump() : std::string("absent")) + " in the checkpoint, " +
+                  value.dump() + " in this run";
+      }
+    };
+    compare(compare, there, here, "");
     // Settings: only where the checkpoint recorded them (older ones did not).
     if (!identity_.settings.empty() && identity_.settings != expected.settings)
-      compare(io::parse_json(identity_.settings, path_ + " (settings)"),
+      compare(compare, io::parse_json(identity_.settings, path_ + " (settings)"),
               expected.settings.empty() ? io::json::object() : io::parse_json(expected.settings, "this run's settings"),
               "");
     require(differ.empty(), "checkpoint '", path_, "' was written by another run (", differ,
