@@ -6,6 +6,7 @@
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pipeline/report.hpp>
 #include <linearize/pipeline/run.hpp>
+#include <linearize/relax/autorep.hpp>
 #include <linearize/relax/hard_threshold.hpp>
 #include <linearize/relax/l1_mix.hpp>
 #include <linearize/relax/sigmoid_mask.hpp>
@@ -243,6 +244,9 @@ TEST_CASE("Every relaxation's own search reaches the budget with magnitude selec
   check(relax::l1_mix{});
   check(relax::sigmoid_mask{});
   check(relax::hard_threshold{});
+  // AutoReP's hard mask with hysteresis (its gates are the kept set; the re-probes at epoch ends
+  // leave them as they were) and its polynomials, under budget_tracking.
+  check(relax::autorep{});
   // l1_mix's own step_scale still meets the budget (the scheduler then adds no speed), but on
   // this network of 144 ReLUs it overshoots below half of it (18 of 50 measured).
   check(relax::l1_mix{.step_scale = 10}, 1);
