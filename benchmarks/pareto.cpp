@@ -10,6 +10,8 @@
 //   snl-tracking       SNL with budget_tracking (the library's defaults), then KD with the rest
 //   snl-tracking+bcd   coordinate descent from snl-tracking's search at the next larger budget
 //                      (both stages' images count), then KD with the rest
+//   snl-tracking-channel  snl-tracking on channel masks (one mask entry per channel: the
+//                      baseline's weights in a network built with channel-granularity slots)
 //   autorep            AutoReP: hard masks with hysteresis, polynomials where ReLUs go, the
 //                      density hinge for --search-epochs, top_k to the budget, KD with the rest
 //   autorep+bcd        coordinate descent from autorep's search at the next larger budget
@@ -41,11 +43,11 @@ namespace lz = linearize;
 
 namespace {
 
-const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd",
+const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd", "channel",
                                                  "autorep", "autorep-bcd", "deepreduce"};
 
 struct settings {
-  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,autorep,autorep-bcd,deepreduce";
+  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,channel,autorep,autorep-bcd,deepreduce";
   std::vector<std::string> budgets, methods;
   lz::train::baseline_spec spec;
   lz::train::baseline_options baseline;
@@ -73,13 +75,13 @@ void add_options(CLI::App& app, settings& s) {
           },
           "LIST"));
   app.add_option("--methods", s.methods_text,
-                 "any of linear, random, lasso, tracking, bcd, autorep, autorep-bcd, deepreduce")
+                 "any of linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd, deepreduce")
       ->check(CLI::Validator(
           [](std::string& text) {
             for (const auto& m : cli::split_list(text))
               if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end())
                 return "unknown method '" + m +
-                       "'; expected linear, random, lasso, tracking, bcd, autorep, autorep-bcd or deepreduce";
+                       "'; expected linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd or deepreduce";
             return std::string();
           },
           "LIST"));
@@ -139,6 +141,23 @@ void apply_quick(const CLI::App& app, settings& s) {
   quick("--out", s.out, fs::path("runs/pareto_quick"));
   s.baseline.recipe.epochs = 1;
   s.baseline.out = s.out / "baseline.pt";  // not the cached width-16 baseline
+}
+
+/// The baseline's network with `grain` masks: built anew, every weight and buffer copied by name,
+/// the masks (another shape) left at their start, every ReLU kept.
+lz::Network with_granularity(const settings& s, const lz::train::baseline& base, lz::granularity grain) {
+  const auto& r = base.record;
+  auto net = lz::models::make_model(s.spec.model, {.classes = r.classes, .channels = r.channels,
+                                                   .size = r.image_height,
+                                                   .width = s.spec.width ? s.spec.width : lz::train::baseline_width(s.spec.model),
+                                                   .grain = grain});
+  torch::NoGradGuard no_grad;
+  const auto from_params = base.net->named_parameters(true);
+  for (auto& p : net->named_parameters(true))
+    if (!p.key().ends_with(".mask")) p.value().copy_(from_params[p.key()]);
+  const auto from_buffers = base.net->named_buffers(true);
+  for (auto& b : net->named_buffers(true)) b.value().copy_(from_buffers[b.key()]);
+  return net;
 }
 
 bool wants(const settings& s, const std::string& method) {
@@ -290,6 +309,17 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       };
       if (wants(s, "bcd") && i > 0) descend(searched.at(i - 1), "snl-tracking+bcd", "bcd");
 
+      if (wants(s, "channel")) {
+        fmt::print("\n== SNL with budget_tracking on channel masks to {} (seed {})\n", b, seed);
+        auto net = with_granularity(s, base, lz::granularity::channel);
+        const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs},
+                                            lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
+                               net, base.net, data, at, work("channel_" + b));
+        auto row = row_of(r, "snl-tracking-channel");
+        row.set("search_epochs", r.stages.at(0).search_epochs);
+        finish(row, net, "channel_" + b, b);
+      }
+
       if (wants(s, "autorep") || (wants(s, "autorep-bcd") && i + 1 < counts.size())) {
         fmt::print("\n== AutoReP to {} (seed {})\n", b, seed);
         auto net = base.net->copy();
@@ -400,7 +430,7 @@ int main(int argc, char** argv) {
     for (const auto& b : s.budgets)
       for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
                {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"},
-               {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"}})
+               {"snl-tracking-channel", "snl-tracking"}, {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"}})
         if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));
     std::string md = fmt::format(
         "{}, {}: {} ReLUs; {} training images, {} images forwarded per result ({:g} epochs' worth), "
