@@ -2,6 +2,7 @@
 // straight-through gradient, the density hinge, and the method end to end (exact budget,
 // polynomials trained, saved, resumed and exported; a killed search resumes to the same mask).
 #include "test_support.hpp"
+#include "killed_run.hpp"
 #include "train_fixtures.hpp"
 
 #include <linearize/core/polynomial.hpp>
@@ -15,7 +16,6 @@
 #include <linearize/train/checkpoint.hpp>
 
 #include <cmath>
-#include <stdexcept>
 
 using namespace linearize;
 using linearize::testing::close;
@@ -215,40 +215,17 @@ TEST_CASE("AutoReP end to end: the search reaches the budget, top_k hits it exac
   CHECK(exported.max_difference < 1e-4);
 }
 
-namespace {
-/// density_hinge that throws at its n-th step (counted across copies): a kill mid-search.
-int hinge_calls = 0;
-struct killed_hinge : schedule::density_hinge {
-  int kill_at = -1;
-  void after_step(scalars& state, const search_progress& p) const {
-    if (hinge_calls++ == kill_at) throw std::runtime_error("killed mid-search");
-    schedule::density_hinge::after_step(state, p);
-  }
-};
-}  // namespace
-
 TEST_CASE("A killed AutoReP run resumes to the same mask, weights and polynomials", "[autorep]") {
-  const auto method = [](int kill_at) {
-    return pipeline(relax::autorep{}, killed_hinge{{.epochs = 4}, kill_at}, select::top_k{},
-                    finetune::distill{.epochs = 1});
+  int calls = 0;
+  const auto method = [&](int kill_at) {
+    return pipeline(relax::autorep{},
+                    linearize::testing::killed_at_step<schedule::density_hinge>{{.epochs = 4}, &calls, kill_at},
+                    select::top_k{}, finetune::distill{.epochs = 1});
   };
-  linearize::testing::temp_dir whole_dir("autorep_whole"), killed_dir("autorep_killed");
-  auto opts = quick_options();
-  opts.checkpoint_every = 4;  // checkpoints inside epochs too (6 steps each)
-  opts.work_dir = whole_dir.path;
-  auto a = tiny_conv(22, 4, 0.0);
-  const auto whole = run(method(-1), a, a->copy(), tiny_data(), budget(50), opts);
-
-  opts.work_dir = killed_dir.path;
-  auto b = tiny_conv(22, 4, 0.0);
-  hinge_calls = 0;
-  CHECK_THROWS_WITH(run(method(13), b, b->copy(), tiny_data(), budget(50), opts), "killed mid-search");
-  REQUIRE(std::filesystem::exists(killed_dir / "stage0_search.ckpt"));
-  auto c = tiny_conv(22, 4, 0.0);  // a fresh process starts from the same network, no polynomials
-  const auto resumed = run(method(-1), c, c->copy(), tiny_data(), budget(50), opts);
-  CHECK(torch::equal(whole.mask, resumed.mask));
-  CHECK(linearize::testing::same_state(*a, *c));
-  CHECK(resumed.relu_count == 50);
-  CHECK(resumed.images_forwarded == whole.images_forwarded);  // the polynomial fit's included
-  REQUIRE(c->relu->replacement_as<PolynomialImpl>());
+  // Killed at step 13 of 24, between checkpoints (every 4 steps): the hysteresis state, the
+  // hinge's weight and the polynomials all come from the checkpoint.
+  const auto r = linearize::testing::run_killed_and_resumed(method, 13, calls, tiny_data(), 50, "autorep");
+  CHECK(r.resumed.relu_count == 50);
+  CHECK(r.resumed.images_forwarded == r.whole.images_forwarded);  // the polynomial fit's included
+  REQUIRE(r.resumed_net->relu->replacement_as<PolynomialImpl>());
 }

@@ -1,6 +1,7 @@
 // SNL end to end on a tiny network and synthetic data: the pipeline's run() with mask search,
 // selection, binarization and finetuning.
 #include "test_support.hpp"
+#include "killed_run.hpp"
 #include "train_fixtures.hpp"
 
 #include <linearize/pi/cost_model.hpp>
@@ -281,39 +282,12 @@ TEST_CASE("SNL's own schedule end to end: lasso_growth raises the weight until t
   CHECK(last_weight > first_weight);  // it grew: the count did not fall by itself
 }
 
-namespace {
-/// budget_tracking that throws at its n-th correction (counted across copies): a kill in the
-/// middle of the search, with the scheduler's state (weight, correction, minima) in flight.
-int tracking_calls = 0;
-struct killed_tracking : schedule::budget_tracking {
-  int kill_at = -1;
-  void after_step(scalars& state, const search_progress& p) const {
-    if (tracking_calls++ == kill_at) throw std::runtime_error("killed mid-search");
-    schedule::budget_tracking::after_step(state, p);
-  }
-};
-}  // namespace
-
 TEST_CASE("run() killed in the middle of its search resumes to the same mask and weights", "[snl]") {
-  const auto method = [](int kill_at) {
-    return pipeline(relax::l1_mix{}, killed_tracking{tracking, kill_at},
+  int calls = 0;
+  const auto method = [&](int kill_at) {
+    return pipeline(relax::l1_mix{},
+                    linearize::testing::killed_at_step<schedule::budget_tracking>{tracking, &calls, kill_at},
                     select::magnitude{}, finetune::distill{.epochs = 1});
   };
-  linearize::testing::temp_dir whole_dir("snl_whole"), killed_dir("snl_killed");
-  auto opts = quick_options();
-  opts.checkpoint_every = 4;  // checkpoints inside epochs too (6 steps each)
-  opts.work_dir = whole_dir.path;
-  auto a = tiny_conv(22, 4, 0.0);
-  const auto whole = run(method(-1), a, a->copy(), tiny_data(), budget(50), opts);
-
-  opts.work_dir = killed_dir.path;
-  auto b = tiny_conv(22, 4, 0.0);
-  tracking_calls = 0;
-  CHECK_THROWS_WITH(run(method(9), b, b->copy(), tiny_data(), budget(50), opts), "killed mid-search");
-  REQUIRE(std::filesystem::exists(killed_dir / "stage0_search.ckpt"));
-  auto c = tiny_conv(22, 4, 0.0);  // a fresh process would start from the same network
-  const auto resumed = run(method(-1), c, c->copy(), tiny_data(), budget(50), opts);
-  CHECK(torch::equal(whole.mask, resumed.mask));
-  CHECK(linearize::testing::same_state(*a, *c));
-  CHECK(resumed.relu_count == whole.relu_count);
+  (void)linearize::testing::run_killed_and_resumed(method, 9, calls, tiny_data(), 50, "snl");
 }
