@@ -199,12 +199,17 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
     const auto finish = [&](lz::io::result_row row, const lz::Network& net, const std::string& name,
                             const std::string& budget_text) {
       const int64_t used = row.images_forwarded;
-      const int64_t epochs = std::max<int64_t>(0, (compute - used) / epoch_images);
+      // A top-up first re-estimates BatchNorm (distill's recalibration batches), then trains.
+      const lz::finetune::distill top_up{};
+      const int64_t recalibration =
+          top_up.recalibrate_bn ? std::min(data.train.size(), top_up.recalibration_batches * lz::run_options{}.batch_size) : 0;
+      const int64_t epochs = std::max<int64_t>(0, (compute - used - recalibration) / epoch_images);
       row.set("budget_text", budget_text).set("seed", seed);
       row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
       if (epochs > 0) {
-        const auto ft = lz::run_finetune(lz::finetune::distill{.epochs = epochs}, net, base.net, data,
-                                         work(name), "top-up");
+        auto recipe = top_up;
+        recipe.epochs = epochs;
+        const auto ft = lz::run_finetune(recipe, net, base.net, data, work(name), "top-up");
         row.accuracy = 100 * ft.test_accuracy;
         row.images_forwarded += ft.images_forwarded;
         row.wall_time_s += ft.seconds;
