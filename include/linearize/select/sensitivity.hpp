@@ -150,8 +150,8 @@ struct sensitivity_options {
   uint64_t seed = 0;         ///< which images
 
   void validate() const {
-    require(!fractions.empty() && fractions.front() == 0, "sensitivity: fractions start at ",
-            fractions.empty() ? std::string("nothing") : std::to_string(fractions.front()),
+    require(!fractions.empty(), "sensitivity: no fractions; expected a list starting at 0");
+    require(fractions.front() == 0, "sensitivity: fractions start at ", fractions.front(),
             "; expected a list starting at 0 (the slot with none of its ReLUs)");
     for (size_t j = 0; j < fractions.size(); ++j)
       require(std::isfinite(fractions[j]) && fractions[j] < 1 && (j == 0 || fractions[j] > fractions[j - 1]),
