@@ -275,13 +275,29 @@ TEST_CASE("senet alone: the budget exactly, the allocation in the report, finite
   CHECK(torch::equal(ra.mask, rb.mask));
 }
 
+TEST_CASE("senet: against the slot outputs as they are, every round swaps the whole kept set; "
+          "against the linearized outputs the mask settles", "[senet]") {
+  auto teacher = two_slot(41);
+  const auto changed = [&](select::feature_difference how) {
+    auto net = teacher->copy();
+    auto s = small_senet(4);
+    s.difference = how;
+    const auto r = run(pipeline(s, finetune::distill{.epochs = 0}), net, teacher, tiny_data(), budget(60),
+                       quick_options());
+    return select::senet_report::of(r.stages[0]).changed;
+  };
+  CHECK(changed(select::feature_difference::output) == std::vector<int64_t>(4, 120));
+  const auto settled = changed(select::feature_difference::linearized);
+  REQUIRE(settled.size() == 4);
+  for (size_t k = 1; k < settled.size(); ++k) CHECK(settled[k] <= 60);
+}
+
 TEST_CASE("senet behind a relaxation (AutoReP's polynomials) and before coordinate descent", "[senet]") {
   auto teacher = two_slot(51);
   {
     auto net = teacher->copy();
-    auto s = small_senet();
-    s.difference = select::feature_difference::linearized;
-    const auto method = pipeline(relax::autorep{}, schedule::density_hinge{.epochs = 2}, s,
+    // The default difference (linearized) goes through the slots' polynomials.
+    const auto method = pipeline(relax::autorep{}, schedule::density_hinge{.epochs = 2}, small_senet(),
                                  finetune::distill{.epochs = 1});
     const auto r = run(method, net, teacher, tiny_data(), budget(80), quick_options());
     CHECK(r.relu_count <= 80);

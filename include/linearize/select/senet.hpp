@@ -11,9 +11,10 @@
 //      activation most (the ranking the measurement used).
 //   3. For `epochs` rounds: a few batches of training images (eval mode, no gradient, no
 //      augmentation) through teacher and student, accumulating |teacher activation - student
-//      activation| per entry of every slot (slot outputs, caught by a RecordFunction observer,
-//      slot_capture.hpp); each slot keeps its count of the entries with the largest sum; then one
-//      epoch of KD with that mask (the stage's finetune policy, phase "senet<round>").
+//      activation| per entry of every slot (slot inputs and outputs, caught by a RecordFunction
+//      observer, slot_capture.hpp; which student activation: below); each slot keeps its count
+//      of the entries with the largest sum; then one epoch of KD with that mask (the stage's
+//      finetune policy, phase "senet<round>").
 //   4. The last round's mask is returned, frozen; the stage's finetune follows as usual.
 //
 // The candidates are what the stage hands over: the relaxation's kept set when one runs in front
@@ -21,14 +22,20 @@
 // (all ReLUs of a fresh network, the previous stage's mask in a chain). SENet only removes.
 //
 // What differs from the public code: the sensitivity is measured, not read from a table; the
-// start mask is the teacher's ranking, not a random draw; the difference is accumulated over a
-// few batches per round, not over a whole epoch; attention transfer (the public code's option,
-// beta 1000 in its second stage) is left out: KD only. `difference = linearized` compares the
-// teacher's slot output with what the student's slot would output were each entry linearized
-// (its input, or its polynomial of it) instead of what it outputs: with slot outputs, a kept
-// entry whose features already match shows a small difference and may be swapped out for a
-// linearized one in the next round; measured against the linearized output the criterion is
-// the same for kept and removed entries.
+// start mask is the teacher's ranking, not a random draw; the difference is accumulated on a few
+// batches before each KD epoch, apart from training, and by default against the linearized
+// output (below); attention transfer (the public code's option, beta 1000 in its second stage)
+// is left out: KD only.
+//
+// The difference. Compared with the student's slot output as it is (`difference = output`), a
+// kept entry shows only upstream drift (relu of nearly the teacher's x) while a linearized one
+// shows all of max(-x, 0): every round then prefers the entries just removed, and on the unit
+// test's two-slot network each round swapped the whole kept set (changed = 2 x budget in every
+// round of senet_report). The default, `linearized`, compares the teacher's slot output with
+// what the student's slot would output were the entry linearized (its input for the identity,
+// its polynomial of the input where AutoReP's polynomials replace ReLUs): the same criterion for
+// kept and removed entries, the loss linearizing each would cause now; there the mask settles
+// (a third of the kept set or less changing per round).
 //
 // Compute: the measurement forwards (1 + slots x fractions) x `sensitivity_images` images through
 // the student; each round `batches` x `batch_size` images and one training epoch. The teacher's
@@ -61,8 +68,8 @@ namespace linearize::select {
 
 /// What SENet compares with the teacher's slot output.
 enum class feature_difference {
-  output,      ///< the student's slot output (the public code)
   linearized,  ///< what the student's slot outputs where linearized (see the top of this file)
+  output,      ///< the student's slot output as it is (literally the public code's criterion)
 };
 
 [[nodiscard]] inline std::string to_string(feature_difference d) {
@@ -144,7 +151,7 @@ struct senet {
   int64_t epochs = 10;       ///< rounds of reselection + one KD epoch each
   int64_t batches = 4;       ///< batches per round whose differences decide the mask
   int64_t batch_size = 128;  ///< of those batches and of the sensitivity measurement
-  feature_difference difference = feature_difference::output;
+  feature_difference difference = feature_difference::linearized;
   std::vector<double> fractions = {0, 0.25, 0.5};  ///< sensitivity: keep fractions measured
   int64_t sensitivity_images = 256;                ///< sensitivity: held-out images
   double temperature = 4;                          ///< sensitivity: KD temperature
