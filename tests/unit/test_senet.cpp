@@ -82,6 +82,22 @@ int64_t relus(const std::vector<sensitivity_curve>& curves, const std::vector<in
   return n;
 }
 
+/// A finetune policy that throws on its n-th call (0-based, counted across copies): a kill
+/// between two rounds.
+int finetune_calls = 0;
+struct throwing_finetune {
+  using role = roles::finetune;
+  int64_t epochs = 1;
+  int throw_on_call = -1;
+  finetune::distill inner{.epochs = 1};
+  [[nodiscard]] std::string name() const { return "throwing_distill"; }
+  template <class Context>
+  finetune_outcome run(Context& ctx, int64_t e, const std::string& phase) const {
+    if (finetune_calls++ == throw_on_call) throw std::runtime_error("killed before " + phase);
+    return inner.run(ctx, e, phase);
+  }
+};
+
 /// A small SENet for the stripes data.
 select::senet small_senet(int64_t epochs = 2) {
   return {.epochs = epochs, .batches = 2, .batch_size = 32, .sensitivity_images = 64};
@@ -321,4 +337,31 @@ TEST_CASE("senet behind a relaxation (AutoReP's polynomials) and before coordina
     CHECK(r.relu_count > 50);
     CHECK(std::isfinite(r.stages[1].test_accuracy_finetuned));
   }
+}
+
+TEST_CASE("senet: a run killed between rounds resumes to the same mask and weights; settings are "
+          "recorded", "[senet]") {
+  auto teacher = two_slot(61);
+  const auto method = [](int kill) { return pipeline(small_senet(3), throwing_finetune{.throw_on_call = kill}); };
+  testing::temp_dir whole_dir("senet_whole"), killed_dir("senet_killed");
+  auto opts = quick_options();
+  opts.work_dir = whole_dir.path;
+  auto whole_net = teacher->copy();
+  const auto whole = run(method(-1), whole_net, teacher, tiny_data(), budget(70), opts);
+
+  opts.work_dir = killed_dir.path;
+  auto killed = teacher->copy();
+  finetune_calls = 0;
+  CHECK_THROWS_WITH(run(method(2), killed, teacher, tiny_data(), budget(70), opts), "killed before senet2");
+  auto resumed_net = teacher->copy();
+  const auto resumed = run(method(-1), resumed_net, teacher, tiny_data(), budget(70), opts);
+  CHECK(torch::equal(whole.mask, resumed.mask));
+  CHECK(testing::same_state(*whole_net, *resumed_net));
+  CHECK(resumed.relu_count == 70);
+  // Another setting in the same directory is refused, naming it.
+  auto other = small_senet(3);
+  other.fractions = {0, 0.5};
+  auto again = teacher->copy();
+  expect_error([&] { (void)run(pipeline(other, throwing_finetune{}), again, teacher, tiny_data(), budget(70), opts); },
+               "fractions");
 }

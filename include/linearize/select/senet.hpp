@@ -39,8 +39,11 @@
 //
 // Compute: the measurement forwards (1 + slots x fractions) x `sensitivity_images` images through
 // the student; each round `batches` x `batch_size` images and one training epoch. The teacher's
-// passes are not counted (as in every KD phase). Not resumable within the rounds: a killed run
-// resumes each KD epoch from its checkpoint but measures again.
+// passes are not counted (as in every KD phase). A killed run, rerun from its work directory,
+// measures again and replays the rounds (same seeds, same differences); each round's KD epoch
+// resumes from its own checkpoint (a finished one is loaded, not trained again), so it ends at
+// the same mask and weights (tests/unit/test_senet.cpp). Every rank of a data-parallel run
+// measures alike on all of its images; only the KD epochs are shared out.
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/core/polynomial.hpp>
