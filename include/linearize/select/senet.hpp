@@ -42,8 +42,9 @@
 // passes are not counted (as in every KD phase). A killed run, rerun from its work directory,
 // measures again and replays the rounds (same seeds, same differences); each round's KD epoch
 // resumes from its own checkpoint (a finished one is loaded, not trained again), so it ends at
-// the same mask and weights (tests/unit/test_senet.cpp). Every rank of a data-parallel run
-// measures alike on all of its images; only the KD epochs are shared out.
+// the same mask and weights (tests/unit/test_senet.cpp). Data-parallel runs are untested: each
+// rank measures on all the images and chooses its own mask from the same computation; nothing
+// yet makes the ranks agree where kernels are not deterministic (GPU).
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
 #include <linearize/core/polynomial.hpp>
