@@ -33,10 +33,10 @@ run_data tiny_data() {
 
 /// Two slots (4x6x6 each, 288 ReLUs): conv, BatchNorm, slot, twice, then a head.
 struct TwoSlotImpl : NetworkImpl {
-  TwoSlotImpl() {
+  explicit TwoSlotImpl(granularity first = granularity::element) : first_grain(first) {
     conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(4));
-    relu1 = register_module("relu1", ReluSlot(slot_options{.shape = {4, 6, 6}}));
+    relu1 = register_module("relu1", ReluSlot(slot_options{.grain = first, .shape = {4, 6, 6}}));
     conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 4, 3).padding(1)));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(4));
     relu2 = register_module("relu2", ReluSlot(slot_options{.shape = {4, 6, 6}}));
@@ -46,11 +46,12 @@ struct TwoSlotImpl : NetworkImpl {
     return head(relu2(bn2(conv2(relu1(bn1(conv1(x)))))).flatten(1));
   }
   std::shared_ptr<NetworkImpl> copy() const override {
-    auto out = std::make_shared<TwoSlotImpl>();
+    auto out = std::make_shared<TwoSlotImpl>(first_grain);
     copy_state(*this, *out);
     return out;
   }
   std::string describe() const override { return "two_slot"; }
+  granularity first_grain;
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   ReluSlot relu1{nullptr}, relu2{nullptr};
@@ -69,10 +70,11 @@ std::shared_ptr<Net> trained(std::shared_ptr<Net> net, uint64_t seed) {
   return net;
 }
 
-std::shared_ptr<TwoSlotImpl> two_slot(uint64_t seed) {
+std::shared_ptr<TwoSlotImpl> two_slot(uint64_t seed, granularity first = granularity::element) {
   torch::manual_seed(seed);
-  auto net = trained(std::make_shared<TwoSlotImpl>(), seed);
-  MaskSet(*net).harden(torch::ones({288}, torch::kBool));  // training moved the masks off 1
+  auto net = trained(std::make_shared<TwoSlotImpl>(first), seed);
+  const MaskSet masks(*net);
+  masks.harden(torch::ones({masks.entries()}, torch::kBool));  // training moved the masks off 1
   return net;
 }
 
@@ -289,6 +291,21 @@ TEST_CASE("senet alone: the budget exactly, the allocation in the report, finite
   const auto rb = run(pipeline(small_senet(1), finetune::distill{.epochs = 0}), b, teacher, tiny_data(),
                       budget(100), quick_options());
   CHECK(torch::equal(ra.mask, rb.mask));
+}
+
+TEST_CASE("senet with channel masks in one slot: whole channels there, the budget exactly",
+          "[senet]") {
+  auto teacher = two_slot(43, granularity::channel);  // slot 0: 4 channels of 36 ReLUs
+  for (int64_t b : {30, 100, 250}) {
+    auto net = teacher->copy();
+    const auto r = run(pipeline(small_senet(1), finetune::distill{.epochs = 0}), net, teacher, tiny_data(),
+                       budget(b), quick_options());
+    INFO("budget " << b);
+    const MaskSet masks(*net);
+    CHECK(r.relu_count == b);  // slot 1's elements fill what channels leave
+    CHECK(masks[0].relu_count() % 36 == 0);
+    CHECK(masks[0].relu_count() + masks[1].relu_count() == b);
+  }
 }
 
 TEST_CASE("senet: against the slot outputs as they are, every round swaps the whole kept set; "
