@@ -14,6 +14,7 @@
 #include <linearize/select/sensitivity.hpp>
 
 #include <cmath>
+#include <initializer_list>
 #include <numeric>
 #include <vector>
 
@@ -78,6 +79,8 @@ std::shared_ptr<TwoSlotImpl> two_slot(uint64_t seed, granularity first = granula
   return net;
 }
 
+std::vector<int64_t> ints(std::initializer_list<int64_t> v) { return v; }
+
 int64_t relus(const std::vector<sensitivity_curve>& curves, const std::vector<int64_t>& entries) {
   int64_t n = 0;
   for (size_t i = 0; i < curves.size(); ++i) n += entries[i] * curves[i].relus_per_entry;
@@ -112,12 +115,12 @@ TEST_CASE("senet allocation: sums to the budget and favours the more sensitive s
   // is worth 0.08, its second 0.02, slot 1's halves 0.01 each.
   const std::vector<sensitivity_curve> table = {{.kept = {0, 50, 100}, .loss = {5, 1, 0}},
                                                 {.kept = {0, 50, 100}, .loss = {1, 0.5, 0}}};
-  CHECK(allocate_entries(table, 0) == std::vector<int64_t>{0, 0});
-  CHECK(allocate_entries(table, 30) == std::vector<int64_t>{30, 0});
-  CHECK(allocate_entries(table, 100) == std::vector<int64_t>{100, 0});
-  CHECK(allocate_entries(table, 150) == std::vector<int64_t>{100, 50});
-  CHECK(allocate_entries(table, 200) == std::vector<int64_t>{100, 100});
-  CHECK(allocate_entries(table, 1000) == std::vector<int64_t>{100, 100});  // all there is
+  CHECK(allocate_entries(table, 0) == ints({0, 0}));
+  CHECK(allocate_entries(table, 30) == ints({30, 0}));
+  CHECK(allocate_entries(table, 100) == ints({100, 0}));
+  CHECK(allocate_entries(table, 150) == ints({100, 50}));
+  CHECK(allocate_entries(table, 200) == ints({100, 100}));
+  CHECK(allocate_entries(table, 1000) == ints({100, 100}));  // all there is
   for (int64_t b = 0; b <= 220; b += 7) {
     const auto a = allocate_entries(table, b);
     INFO("budget " << b);
@@ -126,7 +129,7 @@ TEST_CASE("senet allocation: sums to the budget and favours the more sensitive s
   }
   // Swapped order: the sensitive slot still comes first.
   const std::vector<sensitivity_curve> swapped = {table[1], table[0]};
-  CHECK(allocate_entries(swapped, 100) == std::vector<int64_t>{0, 100});
+  CHECK(allocate_entries(swapped, 100) == ints({0, 100}));
 }
 
 TEST_CASE("senet allocation: greedy on the lower convex hull, not segment by segment", "[senet]") {
@@ -134,8 +137,8 @@ TEST_CASE("senet allocation: greedy on the lower convex hull, not segment by seg
   // its hull); slot 1 gains 0.03 per ReLU. Segment-wise greedy would give slot 1 the budget.
   const std::vector<sensitivity_curve> table = {{.kept = {0, 50, 100}, .loss = {5, 4.9, 0}},
                                                 {.kept = {0, 100}, .loss = {3, 0}}};
-  CHECK(allocate_entries(table, 100) == std::vector<int64_t>{100, 0});
-  CHECK(allocate_entries(table, 130) == std::vector<int64_t>{100, 30});
+  CHECK(allocate_entries(table, 100) == ints({100, 0}));
+  CHECK(allocate_entries(table, 130) == ints({100, 30}));
   // Loss rising with more ReLUs (noise) still fills the budget: the allocation is exact.
   const std::vector<sensitivity_curve> noisy = {{.kept = {0, 10, 20}, .loss = {1, 1.5, 2}},
                                                 {.kept = {0, 10}, .loss = {0, 0.1}}};
@@ -161,7 +164,7 @@ TEST_CASE("senet allocation with coarse entries: within the budget, no entry tha
   }
   // 72 ReLUs: two channels of the sensitive slot (0.056 and 0.028 per ReLU) before any element
   // of slot 1 (0.017 at most).
-  CHECK(allocate_entries(table, 72) == std::vector<int64_t>{2, 0});
+  CHECK(allocate_entries(table, 72) == ints({2, 0}));
 }
 
 TEST_CASE("senet allocation: bad tables and budgets are errors naming the value", "[senet]") {
@@ -247,7 +250,7 @@ TEST_CASE("senet sensitivity: curves at the given fractions, a loss that falls a
   REQUIRE(m.curves.size() == 2);
   CHECK(m.full_loss < 1e-6);  // the student is the teacher
   for (const auto& c : m.curves) {
-    CHECK(c.kept == std::vector<int64_t>{0, 36, 72, 144});
+    CHECK(c.kept == ints({0, 36, 72, 144}));
     REQUIRE(c.loss.size() == 4);
     CHECK(c.loss[0] > c.loss[3] + 1e-3);  // removing every ReLU of a slot costs something
     CHECK(c.loss[3] == m.full_loss);
@@ -260,8 +263,8 @@ TEST_CASE("senet sensitivity: curves at the given fractions, a loss that falls a
   fewer.slice(0, 0, 100).fill_(false);
   const auto f = select::measure_sensitivity(*net, teacher, stripes(64, 2), fewer,
                                              {.images = 64, .batch_size = 32, .seed = 3});
-  CHECK(f.curves[0].kept == std::vector<int64_t>{0, 11, 22, 44});
-  CHECK(f.curves[1].kept == std::vector<int64_t>{0, 36, 72, 144});
+  CHECK(f.curves[0].kept == ints({0, 11, 22, 44}));
+  CHECK(f.curves[1].kept == ints({0, 36, 72, 144}));
 }
 
 TEST_CASE("senet alone: the budget exactly, the allocation in the report, finite accuracy", "[senet]") {

@@ -260,7 +260,8 @@ inline std::vector<torch::Tensor> fixed_batches(const data::image_dataset& data,
   masks.harden(cand);
   m.full_loss = kd();
   for (size_t i = 0; i < masks.size(); ++i) {
-    sensitivity_curve c{.relus_per_entry = masks[i].relus_per_entry()};
+    sensitivity_curve c;
+    c.relus_per_entry = masks[i].relus_per_entry();
     const int64_t available = cand.slice(0, offsets[i], offsets[i + 1]).sum().item<int64_t>();
     for (double f : o.fractions) {
       const auto k = static_cast<int64_t>(std::floor(f * static_cast<double>(available)));
