@@ -22,7 +22,7 @@
 // (all ReLUs of a fresh network, the previous stage's mask in a chain). SENet only removes.
 //
 // What differs from the public code: the sensitivity is measured, not read from a table; the
-// start mask is the teacher's ranking, not a random draw; the difference is accumulated on a few
+// start mask is the teacher's ranking (step 2); the difference is accumulated on a few
 // batches before each KD epoch, apart from training, and by default against the linearized
 // output (below); attention transfer (the public code's option, beta 1000 in its second stage)
 // is left out: KD only.
