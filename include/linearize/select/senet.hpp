@@ -73,7 +73,7 @@ namespace linearize::select {
 /// What SENet compares with the teacher's slot output.
 enum class feature_difference {
   linearized,  ///< what the student's slot outputs where linearized (see the top of this file)
-  output,      ///< the student's slot output as it is (literally the public code's criterion)
+  output,      ///< the student's slot output as it is (the criterion as REFERENCES.md states it)
 };
 
 [[nodiscard]] inline std::string to_string(feature_difference d) {
