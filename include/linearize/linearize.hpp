@@ -109,6 +109,9 @@
 #include <linearize/select/magnitude.hpp>
 #include <linearize/select/random.hpp>
 #include <linearize/select/scoring.hpp>
+#include <linearize/select/senet.hpp>
+#include <linearize/select/sensitivity.hpp>
+#include <linearize/select/slot_capture.hpp>
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 

@@ -17,6 +17,7 @@
 #include <linearize/select/coordinate_block.hpp>
 #include <linearize/select/magnitude.hpp>
 #include <linearize/select/random.hpp>
+#include <linearize/select/senet.hpp>
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 
@@ -68,10 +69,11 @@ static_assert(!relaxation_policy<keepless_relaxation> && !relaxation_policy<sele
 
 static_assert(selection_policy<select::magnitude> && selection_policy<select::top_k> &&
               selection_policy<select::random> && selection_policy<select::coordinate_block> &&
-              selection_policy<select::stage_criticality>);
+              selection_policy<select::stage_criticality> && selection_policy<select::senet>);
 static_assert(!selection_policy<misspelt_selection> && !selection_policy<counting_selection>);
 static_assert(stepping_selection<select::coordinate_block> && stepping_selection<select::stage_criticality>);
-static_assert(!stepping_selection<select::magnitude> && !stepping_selection<select::top_k>);
+static_assert(!stepping_selection<select::magnitude> && !stepping_selection<select::top_k> &&
+              !stepping_selection<select::senet>);
 static_assert(select::coordinate_block::steps_by == scheduler_kind::step &&
               select::stage_criticality::steps_by == scheduler_kind::stage);
 
