@@ -178,6 +178,11 @@ TEST_CASE("Bad policy settings are refused, naming the setting", "[bad_input]") 
   expect_error([&] {
     (void)lz::run(distill_t0, net, net->copy(), tiny_data(), lz::budget(100), lz::testing::quick_options());
   }, "distill: temperature 0 > 0");
+  const auto distill_clip = lz::pipeline(lz::select::top_k{}, lz::finetune::distill{.epochs = 1, .max_grad_norm = NAN});
+  expect_error([&] {
+    const auto fresh = tiny_conv(4, 4, 0.0);  // `net` is within the budget now: no finetune would run
+    (void)lz::run(distill_clip, fresh, fresh->copy(), tiny_data(), lz::budget(100), lz::testing::quick_options());
+  }, "distill: max_grad_norm nan must be finite and not negative (0: no clipping)");
   const auto keep_none = lz::pipeline(lz::select::stage_criticality{.ranking = {""}, .keep_stages = 0},
                                       lz::schedule::stagewise{}, lz::finetune::distill{.epochs = 0});
   expect_error([&] {

@@ -299,3 +299,54 @@ TEST_CASE("missing, corrupt, truncated and foreign checkpoints are refused by na
   other.resume = false;
   CHECK(train::fit(tiny_conv(1), data, other).global_step == 10);
 }
+
+TEST_CASE("max_grad_norm rescales large gradients only, counts them, and a resume must match it",
+          "[train]") {
+  const auto data = testing::stripes(40, 9);
+  train::options opts{.epochs = 1,
+                      .batch_size = 8,
+                      .optimizer = train::sgd{.lr = 0.1, .momentum = 0, .weight_decay = 0},
+                      .seed = 3,
+                      .progress = {.mode = train::progress_mode::silent}};
+  const auto step_norm = [&](double max_norm) {
+    auto net = tiny_conv(5, 4, 0.0);
+    const auto before = net->copy();
+    auto o = opts;
+    o.max_grad_norm = max_norm;
+    o.stop_after_steps = 1;
+    train::fit(net, data, o);
+    double sq = 0;
+    const auto old = before->named_parameters(true);
+    for (const auto& p : net->named_parameters(true)) sq += (p.value() - old[p.key()]).pow(2).sum().item<double>();
+    return std::sqrt(sq);
+  };
+  // One SGD step moves the weights by lr x the gradient's norm: clipped to 1e-3, exactly 1e-4.
+  const double free_step = step_norm(0);
+  CHECK(free_step > 1e-3);
+  CHECK(step_norm(1e-3) == Approx(1e-4).epsilon(1e-4));
+  CHECK(step_norm(1e6) == Approx(free_step).epsilon(1e-9));
+
+  auto clipped = opts;
+  clipped.max_grad_norm = 1e-3;
+  CHECK(train::fit(tiny_conv(5, 4, 0.0), data, clipped).values.at("clipped_steps") == 5);
+  auto loose = opts;
+  loose.max_grad_norm = 1e6;
+  auto a = tiny_conv(5, 4, 0.0), b = tiny_conv(5, 4, 0.0);
+  CHECK(train::fit(a, data, loose).values.count("clipped_steps") == 0);
+  train::fit(b, data, opts);
+  CHECK(same_state(*a, *b));  // a bound above every step changes nothing
+
+  temp_dir dir("train_clip");
+  clipped.checkpoint = dir / "run.ckpt";
+  clipped.stop_after_steps = 2;
+  clipped.checkpoint_every = 1;
+  train::fit(tiny_conv(5, 4, 0.0), data, clipped);
+  auto other = clipped;
+  other.stop_after_steps.reset();
+  other.max_grad_norm = 0;
+  expect_error([&] { train::fit(tiny_conv(5, 4, 0.0), data, other); },
+               "max_grad_norm: 0.001 in the checkpoint, absent in this run");
+  other.max_grad_norm = -1;
+  expect_error([&] { train::fit(tiny_conv(5, 4, 0.0), data, other); },
+               "train: max_grad_norm -1 must be finite and not negative");
+}

@@ -334,6 +334,10 @@ class checkpoint {
                   (a.contains(key) ? a.at(key).dump() : std::string("absent")) + " in the checkpoint, " +
                   value.dump() + " in this run";
       }
+      for (const auto& [key, value] : a.items())  // recorded there, not set here (max_grad_norm)
+        if (!b.contains(key))
+          differ += (differ.empty() ? "" : "; ") + prefix + key + ": " + value.dump() +
+                    " in the checkpoint, absent in this run";
     };
     compare(compare, there, here, "");
     // Settings: only where the checkpoint recorded them (older ones did not).

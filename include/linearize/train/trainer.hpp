@@ -89,6 +89,11 @@ struct options {
   /// rank's shard (models/batch_norm.hpp; the network's BatchNorm layers must be
   /// models::BatchNorm2d). Changes nothing on one process.
   bool sync_batchnorm = false;
+  /// Rescales the gradient to this global L2 norm when it is larger (0: never). In a network of
+  /// AutoReP's polynomials one batch can blow the activations up (x^2 composed layer on layer);
+  /// one SGD step on its gradient throws the weights out of range for good. Each rescaled step
+  /// adds 1 to the scalar "clipped_steps".
+  double max_grad_norm = 0;
 };
 
 /// What a step hook sees. `logits` is defined from extra_loss on, `loss` in after_step.
@@ -140,6 +145,7 @@ namespace detail {
   j["lr_schedule"] = std::visit([](const auto& c) { return io::to_json_value(c); }, o.schedule);
   j["augment"] = io::to_json_value(o.augment);
   j["distillation"] = o.teacher ? io::to_json_value(o.kd) : io::json(nullptr);
+  if (o.max_grad_norm > 0) j["max_grad_norm"] = o.max_grad_norm;  // absent: as before it existed
   return j.dump();
 }
 
@@ -220,6 +226,8 @@ inline void validate(const options& o) {
           o.checkpoint_every, " given without a checkpoint path; expected options::checkpoint");
   require(!o.stop_after_steps || *o.stop_after_steps >= 0, "train: stop_after_steps ",
           o.stop_after_steps.value_or(0), " must not be negative");
+  require(o.max_grad_norm >= 0 && std::isfinite(o.max_grad_norm), "train: max_grad_norm ",
+          o.max_grad_norm, " must be finite and not negative (0: no clipping)");
   train::validate(o.optimizer);
   train::validate(o.schedule, base_lr(o.optimizer));
   train::validate(o.kd);
@@ -308,6 +316,12 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
     distributed::broadcast_state(group, net);  // identical replicas from the start
     replicas.emplace(group, detail::optimized_parameters(*optimizer));
   }
+  // Clipped after the ranks' gradients are summed, so every rank rescales alike.
+  const auto clip_gradients = [&, params = detail::optimized_parameters(*optimizer)] {
+    if (opts.max_grad_norm > 0 &&
+        torch::nn::utils::clip_grad_norm_(params, opts.max_grad_norm) > opts.max_grad_norm)
+      state.values["clipped_steps"] += 1;
+  };
   const models::synchronize_batchnorm synchronized(net, opts.sync_batchnorm);
   // Per-rank BatchNorm statistics differ between ranks; their mean is what every rank keeps.
   const auto gather_buffers = [&] {
@@ -400,6 +414,7 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
         if (!std::isfinite(value)) non_finite(value, "");
         optimizer->zero_grad();
         loss.backward();
+        clip_gradients();
         optimizer->step();
         state.partial.add(ctx.logits.detach(), ctx.labels, value, /*top5=*/false);
       } else {
@@ -416,6 +431,7 @@ history fit(NetworkImpl& net, const data::image_dataset& train_data, const optio
         const auto totals = replicas->reduce(share * own, correct, samples, !std::isfinite(own));
         value = totals.loss;
         if (!totals.nonfinite_ranks.empty()) non_finite(NAN, " on rank(s) " + totals.nonfinite_ranks);
+        clip_gradients();
         optimizer->step();
         state.partial.loss_sum += value * static_cast<double>(totals.samples);
         state.partial.correct1 += totals.correct;
