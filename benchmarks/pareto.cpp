@@ -15,6 +15,10 @@
 //   autorep            AutoReP: hard masks with hysteresis, polynomials where ReLUs go, the
 //                      density hinge for --search-epochs, top_k to the budget, KD with the rest
 //   autorep+bcd        coordinate descent from autorep's search at the next larger budget
+//   senet              SENet: measured per-slot sensitivity sets each slot's count, then
+//                      --search-epochs rounds of reselection by teacher-student difference, each
+//                      with one KD epoch; KD with the rest
+//   senet+bcd          coordinate descent from senet's network at the next larger budget
 //   deepreduce         culling and thinning to the fewest ReLUs it reaches, then KD with the rest
 // Writes, into --out:
 //   pareto.csv, pareto.json     one row per method, budget and seed (images forwarded, the
@@ -44,10 +48,10 @@ namespace lz = linearize;
 namespace {
 
 const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd", "channel",
-                                                 "autorep", "autorep-bcd", "deepreduce"};
+                                                 "autorep", "autorep-bcd", "senet", "senet-bcd", "deepreduce"};
 
 struct settings {
-  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,channel,autorep,autorep-bcd,deepreduce";
+  std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,channel,autorep,autorep-bcd,senet,senet-bcd,deepreduce";
   std::vector<std::string> budgets, methods;
   lz::train::baseline_spec spec;
   lz::train::baseline_options baseline;
@@ -75,13 +79,13 @@ void add_options(CLI::App& app, settings& s) {
           },
           "LIST"));
   app.add_option("--methods", s.methods_text,
-                 "any of linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd, deepreduce")
+                 "any of linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd, senet, senet-bcd, deepreduce")
       ->check(CLI::Validator(
           [](std::string& text) {
             for (const auto& m : cli::split_list(text))
               if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end())
                 return "unknown method '" + m +
-                       "'; expected linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd or deepreduce";
+                       "'; expected linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd, senet, senet-bcd or deepreduce";
             return std::string();
           },
           "LIST"));
@@ -248,7 +252,7 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
     }
 
     // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
-    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, autorep_searched;  // and autorep's
+    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, autorep_searched, senet_searched;
     for (size_t i = 0; i < counts.size(); ++i) {
       const auto& b = s.budgets[i];
       const auto at = lz::budget(counts[i]);
@@ -339,6 +343,16 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         }
       }
       if (wants(s, "autorep-bcd") && i > 0) descend(autorep_searched.at(i - 1), "autorep+bcd", "autorep_bcd");
+
+      if (wants(s, "senet") || (wants(s, "senet-bcd") && i + 1 < counts.size())) {
+        fmt::print("\n== SENet to {} (seed {})\n", b, seed);
+        auto net = base.net->copy();
+        const auto r = lz::run(lz::pipeline(lz::select::senet{.epochs = s.search_epochs}, lz::finetune::distill{.epochs = 0}),
+                               net, base.net, data, at, work("senet_" + b));
+        senet_searched.emplace(i, std::make_pair(net->copy(), r));
+        if (wants(s, "senet")) finish(row_of(r, "senet"), net, "senet_" + b, b);
+      }
+      if (wants(s, "senet-bcd") && i > 0) descend(senet_searched.at(i - 1), "senet+bcd", "senet_bcd");
     }
 
     if (wants(s, "deepreduce")) {
@@ -435,7 +449,8 @@ int main(int argc, char** argv) {
     for (const auto& b : s.budgets)
       for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
                {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"},
-               {"snl-tracking-channel", "snl-tracking"}, {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"}})
+               {"snl-tracking-channel", "snl-tracking"}, {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"},
+               {"senet", "snl-tracking"}, {"senet+bcd", "senet"}})
         if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));
     std::string md = fmt::format(
         "{}, {}: {} ReLUs; {} training images, {} images forwarded per result ({:g} epochs' worth), "
