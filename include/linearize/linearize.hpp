@@ -19,6 +19,7 @@
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/core/replace_linearized.hpp>
 #include <linearize/core/replacement.hpp>
+#include <linearize/core/slot_capture.hpp>
 
 // models, data, private-inference cost, files. Each model header registers its model by name
 // (models/registry.hpp); a user's model registers by being included.
@@ -111,7 +112,6 @@
 #include <linearize/select/scoring.hpp>
 #include <linearize/select/senet.hpp>
 #include <linearize/select/sensitivity.hpp>
-#include <linearize/select/slot_capture.hpp>
 #include <linearize/select/stage_criticality.hpp>
 #include <linearize/select/top_k.hpp>
 

@@ -1,20 +1,26 @@
 #pragma once
 // The finetuning recipe shared by SNL and coordinate descent: knowledge distillation from the
 // frozen original network (KD at temperature 4, weight 1, plus cross entropy), SGD lr 1e-3,
-// momentum 0.9, weight decay 5e-4, cosine schedule. The checkpoint kept is the one with the best
+// momentum 0.9, weight decay 5e-4, cosine schedule. Optionally attention transfer on the slots'
+// outputs, as SENet's public code finetunes (attention_weight = 1000). The checkpoint kept is the one with the best
 // accuracy on held-out training data, never on the test set (SNL's public code selects on test).
+#include <linearize/core/mask_set.hpp>
+#include <linearize/core/slot_capture.hpp>
 #include <linearize/policy/roles.hpp>
 #include <linearize/policy/run_types.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/batchnorm.hpp>
 #include <linearize/train/keep_best.hpp>
+#include <linearize/train/losses.hpp>
 #include <linearize/train/optimizer.hpp>
 #include <linearize/train/trainer.hpp>
 
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace linearize::finetune {
 
@@ -37,6 +43,10 @@ struct distill {
   /// activations explode in a network of polynomials (1.7e4), which unclipped turned AutoReP's
   /// 1% top-up to NaN in 3 steps.
   double max_grad_norm = 30;
+  /// beta of attention transfer (train::attention_loss): adds beta / 2 x the sum over slots of
+  /// the distance between the student's and the teacher's attention maps of each slot's output.
+  /// 0: off. Needs a teacher and kd_weight > 0 (the teacher runs for KD; its slots are read then).
+  double attention_weight = 0;
 
   [[nodiscard]] std::string name() const { return "distill"; }
 
@@ -49,6 +59,10 @@ struct distill {
     train::validate(optimizer);
     require(max_grad_norm >= 0 && std::isfinite(max_grad_norm), "distill: max_grad_norm ",
             max_grad_norm, " must be finite and not negative (0: no clipping)");
+    require(attention_weight >= 0 && std::isfinite(attention_weight), "distill: attention_weight ",
+            attention_weight, " must be finite and not negative (0: no attention transfer)");
+    require(attention_weight == 0 || (ctx.teacher && kd_weight > 0), "distill: attention_weight ",
+            attention_weight, " needs a teacher and kd_weight > 0 (kd_weight is ", kd_weight, ")");
     finetune_outcome out;
     if (recalibrate_bn) {
       ctx.count_images(train::recalibrate_batchnorm(ctx.net, ctx.data.train, recalibration_batches,
@@ -63,11 +77,43 @@ struct distill {
     train::keep_best_held_out best(opts.checkpoint.empty()
                                        ? std::filesystem::path{}
                                        : std::filesystem::path(opts.checkpoint.string() + ".best"));
+    // Attention transfer: one capture sees the student's slots (0..n-1) and the teacher's
+    // (n..2n-1) while each runs, keeping only their attention maps.
+    const size_t n = ctx.masks.size();
+    std::optional<MaskSet> teacher_masks;
+    if (attention_weight > 0) {
+      teacher_masks.emplace(*ctx.teacher);
+      require(teacher_masks->size() == n, "distill: the teacher has ", teacher_masks->size(),
+              " slots, the network ", n, "; attention transfer needs the same architecture");
+    }
+    std::vector<torch::Tensor> maps;
+    std::optional<slot_capture> capture;
     const auto history = train::fit(
         ctx.net, ctx.data.train, opts,
-        train::hooks{.after_epoch = [&](train::epoch_context& c) {
-          if (keep_best) best.after_epoch(c);
-        }});
+        train::hooks{.before_forward = [&](train::step_context&) {
+                       if (!teacher_masks) return;
+                       maps.assign(2 * n, torch::Tensor());
+                       capture.emplace(ctx.masks, &*teacher_masks,
+                                       [&](size_t i, const torch::Tensor&, const torch::Tensor& out) {
+                                         maps[i] = train::attention_map(out);
+                                       });
+                     },
+                     .extra_loss = [&](train::step_context&) -> torch::Tensor {
+                       if (!teacher_masks) return {};
+                       capture.reset();
+                       torch::Tensor sum;
+                       for (size_t i = 0; i < n; ++i) {
+                         require(maps[i].defined() && maps[n + i].defined(), "distill: slot '",
+                                 ctx.masks.name(i), "' did not run in both networks");
+                         const auto l = train::attention_loss(maps[i], maps[n + i].to(maps[i].device()));
+                         sum = sum.defined() ? sum + l : l;
+                       }
+                       maps.clear();
+                       return sum.defined() ? sum * (attention_weight / 2) : sum;
+                     },
+                     .after_epoch = [&](train::epoch_context& c) {
+                       if (keep_best) best.after_epoch(c);
+                     }});
     ctx.record(phase, history, ctx.masks.relu_count());
     out.epochs = static_cast<int64_t>(history.rows.size());
     if (keep_best)
@@ -91,6 +137,7 @@ void json_fields(const distill& p, F&& f) {
   f("select_on_held_out", p.select_on_held_out);
   f("recalibration_batches", p.recalibration_batches);
   f("max_grad_norm", p.max_grad_norm);
+  f("attention_weight", p.attention_weight);
 }
 
 }  // namespace linearize::finetune

@@ -12,7 +12,7 @@
 //   3. For `epochs` rounds: a few batches of training images (eval mode, no gradient, no
 //      augmentation) through teacher and student, accumulating |teacher activation - student
 //      activation| per entry of every slot (slot inputs and outputs, caught by a RecordFunction
-//      observer, slot_capture.hpp; which student activation: below); each slot keeps its count
+//      observer, core/slot_capture.hpp; which student activation: below); each slot keeps its count
 //      of the entries with the largest sum; then one epoch of KD with that mask (the stage's
 //      finetune policy, phase "senet<round>").
 //   4. The last round's mask is returned, frozen; the stage's finetune follows as usual.
@@ -53,7 +53,6 @@
 #include <linearize/policy/roles.hpp>
 #include <linearize/policy/selected.hpp>
 #include <linearize/select/sensitivity.hpp>
-#include <linearize/select/slot_capture.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/support/seed.hpp>
 #include <linearize/train/device.hpp>

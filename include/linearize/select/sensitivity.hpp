@@ -21,9 +21,9 @@
 // left out, but mixed entry sizes can leave less than the best packing would (a knapsack).
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/network.hpp>
+#include <linearize/core/slot_capture.hpp>
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
-#include <linearize/select/slot_capture.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
@@ -38,6 +38,20 @@
 #include <vector>
 
 namespace linearize::select {
+
+/// An activation [batch, shape...] of a slot summed over the batch and over the positions each
+/// mask entry covers: flat [mask entries] (element: every position; channel: per channel;
+/// layer: one value).
+[[nodiscard]] inline torch::Tensor sum_per_entry(const ReluSlotImpl& slot, const torch::Tensor& a) {
+  const auto b = a.detach().to(torch::kDouble);
+  switch (slot.options.grain) {
+    case granularity::element: return b.sum(0).reshape({-1});
+    case granularity::channel: return b.transpose(0, 1).reshape({b.size(1), -1}).sum(1);
+    case granularity::layer: return b.sum().reshape({1});
+  }
+  return b.sum(0).reshape({-1});
+}
+
 
 /// One slot's sensitivity: the loss with `kept[j]` of its candidate entries kept (the other
 /// slots as they were), `kept` strictly ascending from 0 to all candidates.

@@ -57,4 +57,22 @@ inline void validate(const distillation& kd) {
          (temperature * temperature);
 }
 
+/// Attention map of an activation [batch, channels, ...] (Zagoruyko & Komodakis, ICLR 2017):
+/// the mean over channels of x^2, flattened per sample and scaled to unit L2 norm: [batch, rest].
+[[nodiscard]] inline torch::Tensor attention_map(const torch::Tensor& x) {
+  require(x.dim() >= 2 && x.size(0) > 0, "attention_map: activation of shape ", x.sizes(),
+          "; expected [batch, channels, ...]");
+  namespace F = torch::nn::functional;
+  return F::normalize(x.pow(2).mean(1).reshape({x.size(0), -1}), F::NormalizeFuncOptions().dim(1));
+}
+
+/// Attention transfer at one layer: the mean squared difference of the student's and the
+/// teacher's attention maps (the teacher's carries no gradient). A run weighs the sum over layers
+/// by beta / 2 (beta = 1000 in SENet's public code).
+[[nodiscard]] inline torch::Tensor attention_loss(const torch::Tensor& student_map, const torch::Tensor& teacher_map) {
+  require(student_map.sizes() == teacher_map.sizes(), "attention_loss: student map of shape ",
+          student_map.sizes(), " and teacher map of shape ", teacher_map.sizes(), "; expected equal shapes");
+  return (student_map - teacher_map.detach().to(student_map.dtype())).pow(2).mean();
+}
+
 }  // namespace linearize::train

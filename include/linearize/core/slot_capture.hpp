@@ -5,7 +5,7 @@
 // outputs {y} (core/relu_slot.hpp); its mask's storage says which slot it is, so two networks
 // of one architecture (a teacher and its student) can be watched apart. Nothing is stored here:
 // the function reduces what it needs while the activations are alive, so no layer's activation
-// map outlives its call.
+// map outlives its call. Used by SENet's selection (select/) and attention transfer (finetune/).
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/support/error.hpp>
@@ -19,7 +19,7 @@
 #include <memory>
 #include <string_view>
 
-namespace linearize::select {
+namespace linearize {
 
 /// What a capture calls for each slot call: the slot's index in the MaskSet, its input, its
 /// output (both [batch, activation shape...]).
@@ -68,10 +68,17 @@ inline void on_slot_end(const at::RecordFunction& fn, at::ObserverContext* ctx) 
 /// per thread at a time (a nested one is an error).
 class slot_capture {
  public:
-  slot_capture(const MaskSet& masks, slot_call on_call) {
+  slot_capture(const MaskSet& masks, slot_call on_call) : slot_capture(masks, nullptr, std::move(on_call)) {}
+  /// Both networks' slots at once (a student and its teacher): `second`'s slot i comes as
+  /// masks.size() + i.
+  slot_capture(const MaskSet& masks, const MaskSet* second, slot_call on_call) {
     require(detail::current_slot_watch() == nullptr,
             "slot_capture: already capturing on this thread (nested capture)");
     for (size_t i = 0; i < masks.size(); ++i) watch_.slot_of[masks[i].mask().data_ptr()] = i;
+    if (second != nullptr)
+      for (size_t i = 0; i < second->size(); ++i)
+        require(watch_.slot_of.emplace((*second)[i].mask().data_ptr(), masks.size() + i).second,
+                "slot_capture: slot '", second->name(i), "' is in both networks; expected two networks");
     watch_.on_call = std::move(on_call);
     detail::current_slot_watch() = &watch_;
     handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(&detail::on_slot_start, &detail::on_slot_end)
@@ -92,17 +99,4 @@ class slot_capture {
   at::CallbackHandle handle_{};
 };
 
-/// An activation [batch, shape...] of a slot summed over the batch and over the positions each
-/// mask entry covers: flat [mask entries] (element: every position; channel: per channel;
-/// layer: one value).
-[[nodiscard]] inline torch::Tensor sum_per_entry(const ReluSlotImpl& slot, const torch::Tensor& a) {
-  const auto b = a.detach().to(torch::kDouble);
-  switch (slot.options.grain) {
-    case granularity::element: return b.sum(0).reshape({-1});
-    case granularity::channel: return b.transpose(0, 1).reshape({b.size(1), -1}).sum(1);
-    case granularity::layer: return b.sum().reshape({1});
-  }
-  return b.sum(0).reshape({-1});
-}
-
-}  // namespace linearize::select
+}  // namespace linearize
