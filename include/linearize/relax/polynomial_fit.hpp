@@ -13,21 +13,18 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/polynomial.hpp>
 #include <linearize/core/relu_slot.hpp>
+#include <linearize/core/slot_capture.hpp>
 #include <linearize/data/augment.hpp>
 #include <linearize/data/dataset.hpp>
 #include <linearize/support/error.hpp>
 #include <linearize/train/device.hpp>
 #include <linearize/train/evaluate.hpp>
 
-#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <string_view>
 #include <vector>
 
 namespace linearize::relax {
@@ -94,51 +91,6 @@ class relu_moments {
   torch::Tensor shift_, sums_;  // shift [C, 1]; sums [C, 8]: n, d, d^2, d^3, d^4, r, d r, d^2 r
 };
 
-namespace detail {
-
-// The observer that hands each slot's input to its accumulator (RecordFunction: the slot shows
-// as one step with inputs {x, mask}; io/pi_trace.hpp uses the same hook).
-struct moment_recording {
-  std::map<const void*, relu_moments*> by_mask;  // the slot's mask storage -> its sums
-};
-inline moment_recording*& current_moment_recording() {
-  thread_local moment_recording* current = nullptr;
-  return current;
-}
-inline std::unique_ptr<at::ObserverContext> on_slot_input(const at::RecordFunction& fn) {
-  auto* rec = current_moment_recording();
-  if (rec == nullptr || std::string_view(fn.name()) != ReluSlotImpl::record_name) return nullptr;
-  const auto& in = fn.inputs();
-  if (in.size() < 2 || !in[0].isTensor() || !in[1].isTensor()) return nullptr;
-  const auto found = rec->by_mask.find(in[1].toTensor().data_ptr());
-  if (found != rec->by_mask.end()) found->second->add(in[0].toTensor());
-  return nullptr;
-}
-
-class moment_recording_scope {
- public:
-  explicit moment_recording_scope(moment_recording& rec) {
-    require(current_moment_recording() == nullptr,
-            "fit_polynomials: already measuring on this thread (nested call)");
-    current_moment_recording() = &rec;
-    handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(&on_slot_input)
-                                             .needsInputs(true)
-                                             .scopes({at::RecordScope::USER_SCOPE}));
-  }
-  ~moment_recording_scope() {
-    at::removeCallback(handle_);
-    current_moment_recording() = nullptr;
-  }
-  moment_recording_scope(const moment_recording_scope&) = delete;
-  moment_recording_scope& operator=(const moment_recording_scope&) = delete;
-
- private:
-  at::RecordFunctionGuard enabled_{true};
-  at::CallbackHandle handle_{};
-};
-
-}  // namespace detail
-
 struct polynomial_fit_options {
   int64_t batches = 8;        ///< batches of training images measured
   int64_t batch_size = 128;
@@ -154,10 +106,9 @@ inline int64_t fit_polynomials(NetworkImpl& net, const data::image_dataset& data
   require(data.size() > 0, "fit_polynomials: the dataset is empty; expected training images");
   const MaskSet masks(net);
   std::vector<relu_moments> sums(masks.size());
-  detail::moment_recording rec;
-  for (size_t i = 0; i < masks.size(); ++i)
-    if (masks[i].replacement_as<PolynomialImpl>()) rec.by_mask[masks[i].mask().data_ptr()] = &sums[i];
-  if (rec.by_mask.empty()) return 0;
+  std::vector<bool> fitted(masks.size());
+  for (size_t i = 0; i < masks.size(); ++i) fitted[i] = masks[i].replacement_as<PolynomialImpl>() != nullptr;
+  if (std::none_of(fitted.begin(), fitted.end(), [](bool f) { return f; })) return 0;
   torch::NoGradGuard no_grad;
   train::detail::mode_guard eval_mode(net, /*training=*/false);
   const auto device = train::device_of(net);
@@ -165,7 +116,9 @@ inline int64_t fit_polynomials(NetworkImpl& net, const data::image_dataset& data
   const int64_t n = std::min(data.size(), o.batches * o.batch_size);
   const auto picked = torch::randperm(data.size(), gen, torch::kLong).slice(0, 0, n);
   {
-    detail::moment_recording_scope scope(rec);
+    slot_capture capture(masks, [&](size_t i, const torch::Tensor& in, const torch::Tensor&) {
+      if (fitted[i]) sums[i].add(in);
+    });
     for (int64_t begin = 0; begin < n; begin += o.batch_size) {
       const auto ids = picked.slice(0, begin, std::min(n, begin + o.batch_size));
       const auto x = data::make_batch(data.images.index_select(0, ids), data.mean, data.stdev,
