@@ -1,10 +1,12 @@
 #pragma once
 // A run killed in the middle of its search, then resumed by a fresh process: the method's
-// scheduler throws at its n-th step, and a second run() from the same work directory finishes.
+// scheduler throws at its n-th step (or its finetune at its n-th call), and a second run() from
+// the same work directory finishes.
 // The tests compare the result with an uninterrupted run of the same seed.
 #include "test_support.hpp"
 #include "train_fixtures.hpp"
 
+#include <linearize/finetune/distill.hpp>
 #include <linearize/pipeline/run.hpp>
 
 #include <filesystem>
@@ -23,6 +25,25 @@ struct killed_at_step : Sched {
   void after_step(scalars& state, const search_progress& p) const {
     if ((*calls)++ == kill_at) throw std::runtime_error("killed mid-search");
     Sched::after_step(state, p);
+  }
+};
+
+/// Calls of every throwing_finetune so far (across the copies a run makes); reset it to 0 before
+/// a run that should be killed.
+inline int finetune_calls = 0;
+
+/// A finetune policy (distill, one epoch) that throws as its throw_on_call-th call (0-based)
+/// starts: a kill between two finetunes, e.g. SENet's rounds or coordinate descent's iterations.
+struct throwing_finetune {
+  using role = roles::finetune;
+  int64_t epochs = 1;
+  int throw_on_call = -1;
+  finetune::distill inner{.epochs = 1};
+  [[nodiscard]] std::string name() const { return "throwing_distill"; }
+  template <class Context>
+  finetune_outcome run(Context& ctx, int64_t e, const std::string& phase) const {
+    if (finetune_calls++ == throw_on_call) throw std::runtime_error("killed before " + phase);
+    return inner.run(ctx, e, phase);
   }
 };
 

@@ -2,6 +2,7 @@
 // block proposals, the first-order estimate, and whole searches on a tiny network: exact
 // iteration counts, blocks that never come back, finetune triggers, the reference, resume after a
 // kill, chaining after SNL, errors.
+#include "killed_run.hpp"
 #include "test_support.hpp"
 #include "train_fixtures.hpp"
 
@@ -17,6 +18,8 @@
 
 using namespace linearize;
 using linearize::testing::expect_error;
+using linearize::testing::finetune_calls;
+using linearize::testing::throwing_finetune;
 using linearize::testing::stripes;
 using linearize::testing::temp_dir;
 using linearize::testing::quick_options;
@@ -60,22 +63,6 @@ std::vector<int64_t> bcd_counts(const run_result& r) {
 bool subset(const torch::Tensor& inner, const torch::Tensor& outer) {
   return !inner.logical_and(outer.logical_not()).any().item<bool>();
 }
-
-/// A finetune policy that throws on its n-th call (0-based; counted across copies): a kill
-/// in the middle of a finetune.
-int finetune_calls = 0;
-struct throwing_finetune {
-  using role = roles::finetune;
-  int64_t epochs = 1;
-  int throw_on_call = -1;
-  finetune::distill inner{.epochs = 1};
-  [[nodiscard]] std::string name() const { return "throwing_distill"; }
-  template <class Context>
-  finetune_outcome run(Context& ctx, int64_t e, const std::string& phase) const {
-    if (finetune_calls++ == throw_on_call) throw std::runtime_error("killed during " + phase);
-    return inner.run(ctx, e, phase);
-  }
-};
 
 /// A network with per-channel masks: 6 channels of 6x6 = 36 ReLUs per entry.
 struct ChannelNetImpl : NetworkImpl {
@@ -379,7 +366,7 @@ TEST_CASE("coordinate descent: a kill inside a finetune resumes that finetune to
   auto net = trained_tiny(43);
   finetune_calls = 0;
   CHECK_THROWS_WITH(run(method(2), net, net->copy(), tiny_data(), budget(80), opts),
-                    "killed during bcd_finetune_2");
+                    "killed before bcd_finetune_2");
   net = trained_tiny(43);
   finetune_calls = 0;
   const auto resumed = run(method(-1), net, net->copy(), tiny_data(), budget(80), opts);

@@ -2,6 +2,7 @@
 // the largest differences, the difference a linearized entry shows against its teacher, the
 // sensitivity measurement on a trained network, and whole runs: alone, behind a relaxation, and
 // followed by coordinate descent.
+#include "killed_run.hpp"
 #include "test_support.hpp"
 #include "train_fixtures.hpp"
 
@@ -21,6 +22,8 @@
 
 using namespace linearize;
 using linearize::testing::expect_error;
+using linearize::testing::finetune_calls;
+using linearize::testing::throwing_finetune;
 using linearize::testing::quick_options;
 using linearize::testing::stripes;
 using linearize::testing::tiny_conv;
@@ -87,22 +90,6 @@ int64_t relus(const std::vector<sensitivity_curve>& curves, const std::vector<in
   for (size_t i = 0; i < curves.size(); ++i) n += entries[i] * curves[i].relus_per_entry;
   return n;
 }
-
-/// A finetune policy that throws on its n-th call (0-based, counted across copies): a kill
-/// between two rounds.
-int finetune_calls = 0;
-struct throwing_finetune {
-  using role = roles::finetune;
-  int64_t epochs = 1;
-  int throw_on_call = -1;
-  finetune::distill inner{.epochs = 1};
-  [[nodiscard]] std::string name() const { return "throwing_distill"; }
-  template <class Context>
-  finetune_outcome run(Context& ctx, int64_t e, const std::string& phase) const {
-    if (finetune_calls++ == throw_on_call) throw std::runtime_error("killed before " + phase);
-    return inner.run(ctx, e, phase);
-  }
-};
 
 /// A small SENet for the stripes data.
 select::senet small_senet(int64_t epochs = 2) {
