@@ -2,8 +2,9 @@
 // The finetuning recipe shared by SNL and coordinate descent: knowledge distillation from the
 // frozen original network (KD at temperature 4, weight 1, plus cross entropy), SGD lr 1e-3,
 // momentum 0.9, weight decay 5e-4, cosine schedule. Optionally attention transfer on the slots'
-// outputs, as SENet's public code finetunes (attention_weight = 1000). The checkpoint kept is the one with the best
-// accuracy on held-out training data, never on the test set (SNL's public code selects on test).
+// outputs, as SENet's public code finetunes (attention_weight = 1000). The checkpoint kept is
+// the one with the best accuracy on held-out training data, never on the test set (SNL's
+// public code selects on test).
 #include <linearize/core/mask_set.hpp>
 #include <linearize/core/slot_capture.hpp>
 #include <linearize/policy/roles.hpp>

@@ -13,9 +13,9 @@
 // uniform in (0, 1e-4)) and learns its curvature in the search. `fit_batches` > 0 fits it
 // instead to relu over the slot's measured inputs (polynomial_fit.hpp; the public code's DaPa
 // start, c2 about 0.2 to 0.4 here). Measured (pareto, ResNet18 width 16, 1%, 3 search epochs):
-// fitted, the logits of a network of ~95,000 such quadratics reached 300-1,600 within an epoch
-// of the masks crossing and 4 of 9 searches collapsed to chance; from the identity the logits
-// stayed below 20, c2 grew to 0.07 on average, and no search collapsed (3 of 3, seeds that had).
+// fitted, the logits of a network of ~95,000 such quadratics reached 300-1,600 once most masks
+// had crossed and 4 of 11 searches collapsed to chance; from the identity the logits stayed
+// below 27, c2 grew to 0.07 on average, and none of 3 searches collapsed (2 of those seeds had).
 // The penalty counts kept ReLUs (the gate itself); AutoReP's hinge on the density, lambda *
 // max(0, density - budget / total), is its scheduler's (schedule/density_hinge.hpp).
 //

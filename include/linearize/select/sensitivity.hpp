@@ -52,7 +52,6 @@ namespace linearize::select {
   return b.sum(0).reshape({-1});
 }
 
-
 /// One slot's sensitivity: the loss with `kept[j]` of its candidate entries kept (the other
 /// slots as they were), `kept` strictly ascending from 0 to all candidates.
 struct sensitivity_curve {
