@@ -120,10 +120,9 @@ int run_example(settings& s) {
   const auto bcd = pipeline(policy, schedule::fixed_step{.drc = drc}, finetune::distill{.epochs = final_epochs});
   run_result result;
   if (!snl_budget_text.empty()) {
-    // The Pareto benchmark's SNL settings (README, "SNL": why lambda0 and max_change).
-    const auto snl = pipeline(relax::l1_mix{.step_scale = 10},
-                              schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4, .max_change = 1.1},
-                              select::top_k{}, finetune::distill{.epochs = final_epochs});
+    // The Pareto benchmark's snl-tracking: the policies' own defaults.
+    const auto snl = pipeline(relax::l1_mix{}, schedule::budget_tracking{.epochs = search_epochs}, select::top_k{},
+                              finetune::distill{.epochs = final_epochs});
     options.stage_budgets = {parse_budget(snl_budget_text)};
     result = run(snl | bcd, net, base.net, data, target, options);
   } else {

@@ -62,12 +62,9 @@ int main(int argc, char** argv) {
     if (subset > 0) data.train = data.train.take(subset);
     fmt::print("\n[2/3] SNL to {}: mask search on {} images, then binarize and finetune\n", budget.describe(),
                lz::grouped(data.train.size()));
-    // A short search: masks move 10x faster than SNL's (step_scale), and the penalty weight
-    // starts where this network's count begins to move and changes by at most 10% a correction
-    // (larger steps wind up while the masks are still on their way down; README, "SNL").
-    const auto snl = lz::pipeline(lz::relax::l1_mix{.step_scale = 10},
-                                  lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
-                                                                .max_change = 1.1},
+    // The policies' own defaults: budget_tracking measures the penalty weight this network needs
+    // and sets how fast the masks move to cross within the plan.
+    const auto snl = lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = search_epochs},
                                   lz::select::top_k{},  // exactly the budget
                                   lz::finetune::distill{.epochs = finetune_epochs});
     lz::run_options options;

@@ -22,7 +22,10 @@ int main(int argc, char** argv) {
                "prints the per-layer ReLU table and writes the mask, a results row and a plot.", "snl"};
   std::string budget_text = "3%", schedule = "tracking", selection = "magnitude";
   int64_t search_epochs = 6, finetune_epochs = 5, max_epochs = 2000, subset = 0;
-  double lambda0 = 3e-4, max_change = 1.1, windup_limit = 2, step_scale = 10;
+  // The policies' own defaults (lambda0 0: budget_tracking measures it; lasso starts at SNL's).
+  const linearize::schedule::budget_tracking tracking_defaults{};
+  double lambda0 = 0, max_change = tracking_defaults.max_change, windup_limit = tracking_defaults.windup_limit,
+         step_scale = linearize::relax::l1_mix{}.step_scale;
   bool no_recalibrate = false;
   linearize::train::baseline_spec spec;
   uint64_t seed = 0;
@@ -38,8 +41,10 @@ int main(int argc, char** argv) {
       ->check(cli::one_of({"magnitude", "top_k"}));
   app.add_option("--search-epochs", search_epochs, "planned mask-search epochs of the tracking schedule")
       ->check(cli::at_least<int64_t>(1));
-  app.add_option("--lambda0", lambda0, "initial penalty weight (where this network's count starts to move)")
-      ->check(cli::above(0));
+  app.add_option("--lambda0", lambda0,
+                 "initial penalty weight (0: tracking measures where this network's count starts to move; "
+                 "lasso starts at SNL's)")
+      ->check(cli::at_least<double>(0));
   app.add_option("--max-change", max_change, "tracking: the most the weight changes per correction")
       ->check(cli::above(1));
   app.add_option("--windup-limit", windup_limit,
@@ -105,7 +110,8 @@ int main(int argc, char** argv) {
     const auto tracking = linearize::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = lambda0,
                                                                .max_change = max_change,
                                                                .windup_limit = windup_limit};
-    const auto lasso = linearize::schedule::lasso_growth{.lambda0 = lambda0, .epoch_cap = max_epochs};
+    auto lasso = linearize::schedule::lasso_growth{.epoch_cap = max_epochs};
+    if (lambda0 > 0) lasso.lambda0 = lambda0;
     const auto result =
         schedule == "tracking"
             ? (selection == "magnitude" ? go(tracking, linearize::select::magnitude{}) : go(tracking, linearize::select::top_k{}))

@@ -84,6 +84,11 @@ TEST_CASE("A generated markdown section replaces only what lies between its mark
   CHECK(io::replace_section(text, "t", "new\n", "x.md") == "# Title\n<!-- t:begin -->\nnew\n<!-- t:end -->\nrest\n");
   expect_error([&] { (void)io::replace_section(text, "other", "", "x.md"); }, "other:begin");
   expect_error([&] { (void)io::replace_section("<!-- t:begin -->\nno end\n", "t", "", "x.md"); }, "t:end");
+  // A marker inside a line is not one: the section starts at the whole line.
+  CHECK(io::replace_section("say <!-- t:begin -->\n<!-- t:begin -->\nold\n<!-- t:end -->\n", "t", "new\n", "x.md") ==
+        "say <!-- t:begin -->\n<!-- t:begin -->\nnew\n<!-- t:end -->\n");
+  expect_error([&] { (void)io::replace_section("say <!-- t:begin -->\nold\n<!-- t:end -->\n", "t", "", "x.md"); },
+               "t:begin");
   const auto dir = std::filesystem::temp_directory_path() / "linearize_section_test";
   std::filesystem::create_directories(dir);
   const auto path = dir / "README.md";

@@ -14,7 +14,9 @@ namespace linearize::io {
 [[nodiscard]] inline std::string replace_section(const std::string& text, const std::string& name,
                                                  const std::string& content, const std::string& source) {
   const std::string begin = "<!-- " + name + ":begin -->\n", end = "<!-- " + name + ":end -->";
-  const auto b = text.find(begin);
+  // A marker is a whole line: the same text quoted inside a sentence is not one.
+  auto b = text.find(begin);
+  while (b != std::string::npos && b > 0 && text[b - 1] != '\n') b = text.find(begin, b + 1);
   require(b != std::string::npos, source, ": no line '", begin.substr(0, begin.size() - 1),
           "'; expected the markers of section '", name, "'");
   const auto e = text.find(end, b + begin.size());

@@ -222,12 +222,29 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
     sched.start(opts.values);
   }
 
+  // A holding scheduler's masks from the step the count met the budget (held_key) on: put back
+  // after every step, so the count stays there while the weights train to the epoch's end. A
+  // resumed search takes them from its checkpoint, saved after they were put back.
+  bool holds = false;
+  if constexpr (holding_scheduler<Sched>) holds = sched.hold_at_budget();
+  std::vector<torch::Tensor> held;
+  const auto is_held = [](const train::scalars& values) {
+    const auto it = values.find(held_key);
+    return it != values.end() && it->second != 0;
+  };
+  const auto hold = [&] {
+    torch::NoGradGuard no_grad;
+    held.clear();
+    for (size_t i = 0; i < masks.size(); ++i) held.push_back(masks[i].mask().detach().clone());
+  };
+
   const bool hand_gates = !relax.gate_is_parameter();
   auto history = train::fit(
       ctx.net, ctx.data.train, opts,
       train::hooks{
           .before_forward =
-              [&](train::step_context&) {
+              [&](train::step_context& c) {
+                if (holds && held.empty() && is_held(c.values)) hold();
                 if constexpr (hysteretic) {
                   for (size_t i = 0; i < masks.size(); ++i)
                     masks[i].set_gate(relax.gate(masks[i].mask(),
@@ -248,6 +265,18 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
               },
           .after_step =
               [&](train::step_context& c) {
+                if (holds) {
+                  if (!held.empty()) {
+                    torch::NoGradGuard no_grad;
+                    for (size_t i = 0; i < masks.size(); ++i) masks[i].mask().copy_(held[i]);
+                    return;
+                  }
+                  if (count_now() <= ctx.budget) {
+                    c.values[held_key] = 1;
+                    hold();
+                    return;
+                  }
+                }
                 // At least once an epoch: an epoch shorter than every_steps() (a small training
                 // set) would otherwise never correct the penalty at all.
                 if constexpr (stepwise_penalty_scheduler<Sched>)
@@ -258,7 +287,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
               [&](train::epoch_context& c) {
                 const auto p = progress(c.values, c.epoch, steps_per_epoch - 1);
                 c.values["relu_count"] = static_cast<double>(p.count);
-                if (sched.after_epoch(c.values, p)) return train::epoch_action::stop;
+                if (sched.after_epoch(c.values, p) || is_held(c.values)) return train::epoch_action::stop;
                 // Before the epoch's checkpoint, so that a resumed search has the same curve.
                 if constexpr (reprobing_scheduler<Sched>) {
                   if constexpr (requires { sched.reprobe; })

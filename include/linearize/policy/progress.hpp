@@ -38,5 +38,7 @@ struct mask_travel {
 
 /// The penalty weight of the search (lambda); every penalty scheduler keeps it under this key.
 inline constexpr const char* penalty_weight_key = "penalty_weight";
+/// 1 once a holding scheduler's search has met its budget and holds the masks (scheduler.hpp).
+inline constexpr const char* held_key = "search_held";
 
 }  // namespace linearize

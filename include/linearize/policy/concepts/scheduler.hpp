@@ -66,6 +66,15 @@ concept reprobing_scheduler =
       { s.refresh(state, p, probe) } -> std::same_as<void>;
     };
 
+/// Optional for penalty schedulers: hold_at_budget() true makes the search count after every step
+/// and, once the count is within the budget, hold the masks where they are for the rest of the
+/// epoch (the weights keep training at that count) and then stop: checked only at epoch ends,
+/// masks still on their way down keep crossing after the count has passed the budget.
+template <class S>
+concept holding_scheduler = penalty_scheduler<S> && requires(const S& s) {
+  { s.hold_at_budget() } -> std::convertible_to<bool>;
+};
+
 template <class S>
 concept step_scheduler =
     scheduler_policy<S> && requires(const S& s, int64_t reference, int64_t target) {
