@@ -34,16 +34,6 @@
 
 namespace linearize {
 
-/// ReLUs the relaxation counts as kept, over all slots.
-template <relaxation_policy Relax>
-[[nodiscard]] int64_t kept_relus(const Relax& relax, const MaskSet& masks) {
-  torch::NoGradGuard no_grad;
-  int64_t n = 0;
-  for (size_t i = 0; i < masks.size(); ++i)
-    n += relax.kept(masks[i].mask()).sum().template item<int64_t>() * masks[i].relus_per_entry();
-  return n;
-}
-
 namespace detail {
 /// What a slot keeps during a search: a hysteretic relaxation's gate once set (the gate is its
 /// state), else the relaxation's kept().
@@ -53,6 +43,22 @@ template <class Relax, class Slot>
     if (slot.has_gate()) return slot.gate().ne(0);
   return relax.kept(slot.mask());
 }
+}  // namespace detail
+
+/// ReLUs the relaxation counts as kept, over all slots. Summed on the masks' device and read
+/// once: a search with a holding scheduler counts after every step (one sync, not one a slot).
+template <relaxation_policy Relax>
+[[nodiscard]] int64_t kept_relus(const Relax& relax, const MaskSet& masks) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor n;
+  for (size_t i = 0; i < masks.size(); ++i) {
+    const auto term = detail::kept_now(relax, masks[i]).sum(torch::kLong) * masks[i].relus_per_entry();
+    n = n.defined() ? n + term : term;
+  }
+  return n.defined() ? n.template item<int64_t>() : 0;
+}
+
+namespace detail {
 
 /// Each mask entry's threshold weight (weight_probe.hpp): the search's task loss (CE + KD) on
 /// `batches` seeded batches of training images (no augmentation, eval mode), the mean and the
@@ -71,7 +77,7 @@ weight_probe probe_weights(const Relax& relax, Context& ctx, int64_t batches,
   for (size_t i = 0; i < masks.size(); ++i) {
     gates_before.push_back(masks[i].has_gate() ? masks[i].gate() : torch::Tensor());
     torch::NoGradGuard no_grad;
-    kept.push_back(kept_now(relax, masks[i]).to(torch::kBool));
+    kept.push_back(kept_now(relax, masks[i]).to(torch::kBool));  // a no-op for the bool the concept asks for
   }
   const int64_t n = std::min(data.size(), std::max<int64_t>(1, batches) * ctx.options.batch_size);
   const auto picked = torch::randperm(data.size(), gen, torch::kLong).slice(0, 0, n);
@@ -192,19 +198,12 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
     per_entry.push_back(static_cast<double>(masks[i].relus_per_entry()));
 
   constexpr bool hysteretic = hysteretic_relaxation<Relax>;
-  const auto count_now = [&] {
-    torch::NoGradGuard no_grad;
-    int64_t n = 0;
-    for (size_t i = 0; i < masks.size(); ++i)
-      n += detail::kept_now(relax, masks[i]).sum().template item<int64_t>() * masks[i].relus_per_entry();
-    return n;
-  };
   // After step `step` (0-based) of `epoch`; at an epoch's end, its last step.
   const auto progress = [&](const train::scalars& values, int64_t epoch, int64_t step) {
     search_progress p{.epoch = epoch,
                       .step = step,
                       .steps_per_epoch = steps_per_epoch,
-                      .count = count_now(),
+                      .count = kept_relus(relax, masks),
                       .total = masks.total_relus(),
                       .budget = ctx.budget,
                       .start_count = static_cast<int64_t>(values.at("start_count")),
@@ -281,7 +280,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                     for (size_t i = 0; i < masks.size(); ++i) masks[i].mask().copy_(held[i]);
                     return;
                   }
-                  if (count_now() <= ctx.budget) {
+                  if (kept_relus(relax, masks) <= ctx.budget) {
                     c.values[held_key] = 1;
                     hold();
                     return;
