@@ -7,8 +7,11 @@
 // budget, on one quick baseline (ResNet18-IN width 16 on Fashion-MNIST, 2 epochs; `--model` and
 // `--width` for others), and reports the count each search reached before the selection (a
 // selection that enforces the budget must not be what meets it), the count kept, and the test
-// accuracy after binarization and after the finetune. Rows go to <out>/defaults.csv as they
-// finish; a rerun resumes from <out>/work.
+// accuracy after binarization and after the finetune, over `--seeds` seeds. Rows go to
+// <out>/defaults.csv as they finish; a rerun resumes from <out>/work. At the end <out>/defaults.md
+// holds mean +- standard error per pipeline and the defaults-minus-tuned difference per seed (and,
+// with --readme FILE, the same tables between FILE's `<!-- defaults:begin -->` and
+// `<!-- defaults:end -->` lines).
 #include "../examples/cli.hpp"
 
 #include <linearize/linearize.hpp>
@@ -27,8 +30,9 @@ int main(int argc, char** argv) {
                "defaults"};
   std::string budget_list = "5%", relax_list = "l1_mix,sigmoid_mask,hard_threshold",
               settings_list = "defaults,tuned";
-  int64_t search_epochs = 3, finetune_epochs = 1, subset = 10000, baseline_epochs = 2;
+  int64_t search_epochs = 3, finetune_epochs = 1, subset = 10000, baseline_epochs = 2, seeds = 2;
   uint64_t seed = 0;
+  std::filesystem::path readme;
   int threads = 0;
   lz::train::baseline_spec spec;
   spec.width = 16;
@@ -42,7 +46,11 @@ int main(int argc, char** argv) {
   app.add_option("--train-subset", subset, "training images the runs use (0: all)")->check(cli::at_least<int64_t>(0));
   app.add_option("--baseline-epochs", baseline_epochs, "epochs of the quick baseline")->check(cli::at_least<int64_t>(1));
   cli::add_baseline_spec(app, spec);
-  cli::add_seed(app, seed, "seeds every run");
+  cli::add_seed(app, seed, "the first seed; seed k of --seeds is this + k");
+  app.add_option("--seeds", seeds, "seeds each pipeline runs with")->check(cli::at_least<int64_t>(1));
+  app.add_option("--readme", readme,
+                 "also write the tables into this markdown file, between its <!-- defaults:begin --> and "
+                 "<!-- defaults:end --> lines");
   cli::add_threads(app, threads);
   app.add_option("--out", out, "where rows and checkpoints go");
   return cli::run(app, argc, argv, [&] {
@@ -55,6 +63,8 @@ int main(int argc, char** argv) {
     for (const auto& s : settings)
       lz::require(s == "defaults" || s == "tuned", "--settings: unknown '", s, "'; expected defaults or tuned");
     for (const auto& b : budgets) (void)lz::parse_budget(b);
+    // A README without the markers is refused now, not after hours of runs.
+    if (!readme.empty()) (void)lz::io::replace_section(lz::read_file(readme), "defaults", "", readme.string());
 
     const auto rt = cli::configure(threads);
     fmt::print("defaults: {} threads, {}\n", rt.threads, rt.allocator_name());
@@ -68,7 +78,7 @@ int main(int argc, char** argv) {
 
     std::vector<lz::io::result_row> rows;
     const auto run_one = [&](const auto& relax, const std::string& relax_name, const std::string& setting,
-                             const std::string& budget_text) {
+                             const std::string& budget_text, uint64_t seed) {
       const bool tuned = setting == "tuned";
       const auto schedule = tuned ? lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
                                                                   .max_change = 1.1}
@@ -77,7 +87,7 @@ int main(int argc, char** argv) {
                                        lz::finetune::distill{.epochs = finetune_epochs});
       lz::run_options options;
       options.seed = seed;
-      options.work_dir = out / "work" / (relax_name + "_" + setting + "_" + budget_text);
+      options.work_dir = out / "work" / fmt::format("{}_{}_{}_seed{}", relax_name, setting, budget_text, seed);
       auto net = base.net->copy();
       const auto r = lz::run(method, net, base.net, data, lz::parse_budget(budget_text), options);
       int64_t searched = r.total_relus;
@@ -90,6 +100,7 @@ int main(int argc, char** argv) {
                              .wall_time_s = r.seconds,
                              .images_forwarded = r.images_forwarded};
       row.set("budget_text", budget_text)
+          .set("seed", seed)
           .set("search_count", searched)
           .set("search_epochs", r.stages.at(0).search_epochs)
           .set("accuracy_binarized", 100 * r.test_accuracy_before_finetune)
@@ -102,17 +113,43 @@ int main(int argc, char** argv) {
                  r.stages.at(0).search_epochs);
       std::fflush(stdout);
     };
-    for (const auto& budget_text : budgets)
-      for (const auto& relax_name : relaxations)
-        for (const auto& setting : settings) {
-          const bool tuned = setting == "tuned";
-          if (relax_name == "l1_mix")
-            run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text);
-          else if (relax_name == "sigmoid_mask")
-            run_one(lz::relax::sigmoid_mask{}, relax_name, setting, budget_text);
-          else
-            run_one(lz::relax::hard_threshold{}, relax_name, setting, budget_text);
-        }
+    for (int64_t k = 0; k < seeds; ++k)
+      for (const auto& budget_text : budgets)
+        for (const auto& relax_name : relaxations)
+          for (const auto& setting : settings) {
+            const bool tuned = setting == "tuned";
+            const uint64_t s = seed + static_cast<uint64_t>(k);
+            if (relax_name == "l1_mix")
+              run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text, s);
+            else if (relax_name == "sigmoid_mask")
+              run_one(lz::relax::sigmoid_mask{}, relax_name, setting, budget_text, s);
+            else
+              run_one(lz::relax::hard_threshold{}, relax_name, setting, budget_text, s);
+          }
+
+    // The tables, from the rows: what README quotes.
+    std::string md = fmt::format(
+        "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}}, distill{{.epochs = {}}}; "
+        "{} seed(s) from {}.\n\n",
+        base.record.dataset, base.net->describe(), 100 * base.record.test_top1, lz::grouped(data.train.size()),
+        search_epochs, finetune_epochs, seeds, seed);
+    md += lz::io::markdown_summary(lz::io::summarize_groups(rows, "budget_text"));
+    std::vector<lz::io::comparison> comps;
+    if (settings.size() == 2)
+      for (const auto& budget_text : budgets)
+        for (const auto& relax_name : relaxations)
+          comps.push_back(lz::io::compare(rows, relax_name + "+defaults", relax_name + "+tuned", budget_text,
+                                          "budget_text"));
+    if (!comps.empty()) md += "\n" + lz::io::markdown_comparisons(comps);
+    md += "\n| pipeline | budget | seed | search ended at | search epochs | images forwarded |\n"
+          "|---|---|---:|---:|---:|---:|\n";
+    for (const auto& r : rows)
+      md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", r.method, *r.get("budget_text"), *r.get("seed"),
+                        *r.get("search_count"), *r.get("search_epochs"), r.images_forwarded);
+    lz::write_atomically(out / "defaults.md", [&](std::ostream& o) { o << md; });
+    if (!readme.empty()) lz::io::write_section(readme, "defaults", md);
+    fmt::print("\ntables in {}{}\n", (out / "defaults.md").string(),
+               readme.empty() ? "" : " and " + readme.string());
     return 0;
   });
 }

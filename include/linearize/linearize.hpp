@@ -45,6 +45,7 @@
 #include <linearize/pi/network.hpp>
 
 #include <linearize/io/json.hpp>
+#include <linearize/io/json_difference.hpp>
 #include <linearize/io/markdown_section.hpp>
 #include <linearize/io/pi_fold.hpp>
 #include <linearize/io/pi_graph.hpp>

@@ -4,6 +4,7 @@
 #include "test_support.hpp"
 
 #include <linearize/io/json.hpp>
+#include <linearize/io/json_difference.hpp>
 #include <linearize/io/results.hpp>
 #include <linearize/train/checkpoint.hpp>
 
@@ -212,4 +213,28 @@ TEST_CASE("a checkpoint's run state and identity round-trip through JSON exactly
   CHECK(train::detail::identity_text(id_back) == train::detail::identity_text(id));
   CHECK(train::detail::identity_text(id) ==
         "seed 4611686018427387905, batch_size 8, steps_per_epoch 0, drop_last false, optimizer sgd");
+}
+
+TEST_CASE("json_differences names each differing setting by its path, with both values", "[io]") {
+  const auto there = io::parse_json(
+      R"({"seed":0,"optimizer":{"kind":"sgd","lr":0.05,"momentum":0.9},"milestones":[1,2],"old":true,)"
+      R"("schedule":{"kind":"cosine","epochs":3}})",
+      "there");
+  const auto here = io::parse_json(
+      R"({"seed":0,"optimizer":{"kind":"sgd","lr":0.1,"momentum":0.9},"milestones":[1,3],"new":2,)"
+      R"("schedule":{"kind":"multistep","gamma":0.1}})",
+      "here");
+  const auto all = io::json_differences(there, here);
+  REQUIRE(all.size() == 5);
+  CHECK(all[0] == "optimizer.lr: 0.05 there, 0.1 here");  // same kind: member by member
+  CHECK(all[1] == "milestones[1]: 2 there, 3 here");
+  CHECK(all[2] == "new: absent there, 2 here");
+  // Another kind of schedule is named whole, not as its members' differences.
+  CHECK(all[3] == R"(schedule: {"kind":"cosine","epochs":3} there, {"kind":"multistep","gamma":0.1} here)");
+  CHECK(all[4] == "old: true there, absent here");
+  const auto first = io::json_differences(there, here, {.there = "in the checkpoint", .here = "in this run"}, 1);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0] == "optimizer.lr: 0.05 in the checkpoint, 0.1 in this run");
+  CHECK(io::json_differences(there, there).empty());
+  CHECK(io::json_differences(io::json(1), io::json(2)) == std::vector<std::string>{"the record: 1 there, 2 here"});
 }

@@ -329,6 +329,37 @@ TEST_CASE("budget_tracking on the dead-time plant with a probe 3x off: the hold 
     }
 }
 
+TEST_CASE("budget_tracking: a re-probe moves the weight by at most reprobe_rate an epoch",
+          "[pipeline][schedule]") {
+  const int64_t n = 10'000;
+  const auto thresholds = torch::pow(10.0, torch::linspace(-6, -2, n, torch::kDouble));
+  const auto probe = [&](double scale) {
+    return weight_probe{thresholds * scale, torch::ones({n}, torch::kLong), 0};
+  };
+  search_progress p{.epoch = 0, .step = -1, .steps_per_epoch = 80, .count = n, .total = n, .budget = 500,
+                    .start_count = n, .mask_speed = 10, .crossing_epochs = 1.25};
+  // The weight the curve gives where the refresh looks: one crossing time past this epoch's end.
+  const auto weight_after = [&](const schedule::budget_tracking& s, double scale) {
+    scalars st;
+    s.start(st, p, probe(1));
+    const double ahead = 1 + s.lag_epochs(p);
+    const double before = s.feedforward(st, s.target(p, ahead));
+    if (s.wants_probe(st, p)) s.refresh(st, p, probe(scale));
+    return s.feedforward(st, s.target(p, ahead)) / before;
+  };
+  // The network now asks for 10x the weight (or a tenth): the curve follows by 1.7x an epoch.
+  CHECK(weight_after({}, 10) == Approx(1.7).epsilon(1e-9));
+  CHECK(weight_after({}, 0.1) == Approx(1 / 1.7).epsilon(1e-9));
+  CHECK(weight_after({}, 1.5) == Approx(1.5).epsilon(1e-9));  // within the bound: as measured
+  CHECK(weight_after({.reprobe_rate = 3}, 10) == Approx(3).epsilon(1e-9));
+  CHECK(weight_after({.reprobe = false}, 10) == 1);
+  CHECK(weight_after({.lambda0 = 3e-4}, 10) == 1);  // a given weight takes no probe
+  expect_error([] {
+    scalars fresh;
+    schedule::budget_tracking{.reprobe_rate = 0.5}.start(fresh);
+  }, "reprobe_rate 0.5 >= 1 expected");
+}
+
 TEST_CASE("fixed_step: T = ceil((B_ref - B_target) / DRC)", "[pipeline][schedule]") {
   CHECK(schedule::fixed_step{.drc = 100}.steps(15'000, 7'500) == 75);
   CHECK(schedule::fixed_step{.drc = 100}.steps(15'001, 7'500) == 76);

@@ -58,8 +58,7 @@ struct distill {
     require(temperature > 0 && kd_weight >= 0, "distill: temperature ", temperature,
             " > 0 and kd_weight ", kd_weight, " >= 0 expected");
     train::validate(optimizer);
-    require(max_grad_norm >= 0 && std::isfinite(max_grad_norm), "distill: max_grad_norm ",
-            max_grad_norm, " must be finite and not negative (0: no clipping)");
+    train::validate_max_grad_norm(max_grad_norm, "distill");
     require(attention_weight >= 0 && std::isfinite(attention_weight), "distill: attention_weight ",
             attention_weight, " must be finite and not negative (0: no attention transfer)");
     require(attention_weight == 0 || (ctx.teacher && kd_weight > 0), "distill: attention_weight ",

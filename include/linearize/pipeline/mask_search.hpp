@@ -299,8 +299,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                 if (sched.after_epoch(c.values, p) || is_held(c.values)) return train::epoch_action::stop;
                 // Before the epoch's checkpoint, so that a resumed search has the same curve.
                 if constexpr (reprobing_scheduler<Sched>) {
-                  if constexpr (requires { sched.reprobe; })
-                    if (!sched.reprobe) return train::epoch_action::proceed;
+                  if (!sched.wants_probe(c.values, p)) return train::epoch_action::proceed;
                   const auto probe = detail::probe_weights(relax, ctx, sched.probe_batches, per_entry,
                                                            static_cast<uint64_t>(c.epoch) + 1);
                   c.values[extra_images_key] += static_cast<double>(probe.images);

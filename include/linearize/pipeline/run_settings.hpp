@@ -11,6 +11,7 @@
 // record. Knobs that only interrupt or report (stop_after_*, progress, checkpoint_every) are
 // not settings of the run.
 #include <linearize/io/json.hpp>
+#include <linearize/io/json_difference.hpp>
 #include <linearize/pipeline/chain.hpp>
 #include <linearize/policy/run_types.hpp>
 #include <linearize/support/error.hpp>
@@ -19,7 +20,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <optional>
 #include <string>
 #include <variant>
 
@@ -49,29 +49,6 @@ template <class Stage>
   out["selection"] = policy_settings(stage.selection());
   out["finetune"] = policy_settings(stage.finetune());
   return out;
-}
-
-/// Where `a` and `b` first differ, as "path: A there, B here"; nothing when they are equal.
-[[nodiscard]] inline std::optional<std::string> first_difference(const io::json& there, const io::json& here,
-                                                                 const std::string& path) {
-  const auto at = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
-  if (there.is_object() && here.is_object()) {
-    for (const auto& [key, value] : here.items()) {
-      if (!there.contains(key)) return at(key) + ": absent there, " + value.dump() + " here";
-      if (auto d = first_difference(there.at(key), value, at(key))) return d;
-    }
-    for (const auto& [key, value] : there.items())
-      if (!here.contains(key)) return at(key) + ": " + value.dump() + " there, absent here";
-    return std::nullopt;
-  }
-  if (there.is_array() && here.is_array() && there.size() == here.size()) {
-    for (size_t i = 0; i < here.size(); ++i)
-      if (auto d = first_difference(there[i], here[i], path + "[" + std::to_string(i) + "]")) return d;
-    return std::nullopt;
-  }
-  if (there == here) return std::nullopt;
-  return (path.empty() ? std::string("the record") : path) + ": " + there.dump() + " there, " + here.dump() +
-         " here";
 }
 
 /// The run options that change what a run computes (not progress or checkpoint cadence).
@@ -144,8 +121,8 @@ inline void claim_work_dir(const std::filesystem::path& work_dir, const io::json
   const auto file = work_dir / record;
   if (std::filesystem::exists(file)) {
     const auto there = io::read_json_file(file);
-    if (const auto differ = detail::first_difference(there, settings, ""))
-      fail("work directory '", work_dir.string(), "' holds a run with other settings (", *differ,
+    if (const auto differ = io::json_differences(there, settings, {}, 1); !differ.empty())
+      fail("work directory '", work_dir.string(), "' holds a run with other settings (", differ.front(),
            "); resuming it would continue that run, not this one. Use another work directory, or "
            "delete this one to start afresh");
     return;

@@ -13,6 +13,7 @@
 #include <linearize/core/network.hpp>
 #include <linearize/core/relu_slot.hpp>
 #include <linearize/io/json.hpp>
+#include <linearize/io/json_difference.hpp>
 #include <linearize/support/atomic_file.hpp>
 #include <linearize/support/checksum.hpp>
 #include <linearize/support/error.hpp>
@@ -317,34 +318,18 @@ class checkpoint {
   /// same run. The message names each setting that differs, with both values.
   void check_identity(const run_identity& expected) const {
     const auto there = io::to_json_value(identity_), here = io::to_json_value(expected);
-    std::string differ;  // "seed: 1 in the checkpoint, 2 in this run; optimizer.lr: ..."
-    // Objects of the same kind on both sides are compared member by member, so the message
-    // names the setting that differs (optimizer.lr), not the whole group.
-    const auto same_kind = [](const io::json& a, const io::json& b) {
-      return a.is_object() && b.is_object() && a.value("kind", io::json()) == b.value("kind", io::json());
-    };
-    const auto compare = [&](const auto& self, const io::json& a, const io::json& b, const std::string& prefix) -> void {
-      for (const auto& [key, value] : b.items()) {
-        if (a.contains(key) && a.at(key) == value) continue;
-        if (a.contains(key) && same_kind(a.at(key), value)) {
-          self(self, a.at(key), value, prefix + key + ".");
-          continue;
-        }
-        differ += (differ.empty() ? "" : "; ") + prefix + key + ": " +
-                  (a.contains(key) ? a.at(key).dump() : std::string("absent")) + " in the checkpoint, " +
-                  value.dump() + " in this run";
-      }
-      for (const auto& [key, value] : a.items())  // recorded there, not set here (max_grad_norm)
-        if (!b.contains(key))
-          differ += (differ.empty() ? "" : "; ") + prefix + key + ": " + value.dump() +
-                    " in the checkpoint, absent in this run";
-    };
-    compare(compare, there, here, "");
+    const io::difference_sides sides{.there = "in the checkpoint", .here = "in this run"};
+    auto found = io::json_differences(io::to_json_value(identity_), io::to_json_value(expected), sides);
     // Settings: only where the checkpoint recorded them (older ones did not).
-    if (!identity_.settings.empty() && identity_.settings != expected.settings)
-      compare(compare, io::parse_json(identity_.settings, path_ + " (settings)"),
-              expected.settings.empty() ? io::json::object() : io::parse_json(expected.settings, "this run's settings"),
-              "");
+    if (!identity_.settings.empty() && identity_.settings != expected.settings) {
+      const auto more = io::json_differences(
+          io::parse_json(identity_.settings, path_ + " (settings)"),
+          expected.settings.empty() ? io::json::object() : io::parse_json(expected.settings, "this run's settings"),
+          sides);
+      found.insert(found.end(), more.begin(), more.end());
+    }
+    std::string differ;  // "seed: 1 in the checkpoint, 2 in this run; optimizer.lr: ..."
+    for (const auto& d : found) differ += (differ.empty() ? "" : "; ") + d;
     require(differ.empty(), "checkpoint '", path_, "' was written by another run (", differ,
             "). Resuming would not reproduce it: use another checkpoint path or start afresh");
   }

@@ -135,6 +135,13 @@ struct hooks {
   [[no_unique_address]] AfterEpoch after_epoch{};
 };
 
+/// A bound on the gradient's L2 norm is finite and >= 0 (0: no clipping); `who` is named in the
+/// error (a finetune checks its own before it spends anything).
+inline void validate_max_grad_norm(double bound, const char* who) {
+  require(bound >= 0 && std::isfinite(bound), who, ": max_grad_norm ", bound,
+          " must be finite and not negative (0: no clipping)");
+}
+
 namespace detail {
 
 /// run_identity::settings of a run: what besides seed, batching and the optimizer's kind sets
@@ -226,8 +233,7 @@ inline void validate(const options& o) {
           o.checkpoint_every, " given without a checkpoint path; expected options::checkpoint");
   require(!o.stop_after_steps || *o.stop_after_steps >= 0, "train: stop_after_steps ",
           o.stop_after_steps.value_or(0), " must not be negative");
-  require(o.max_grad_norm >= 0 && std::isfinite(o.max_grad_norm), "train: max_grad_norm ",
-          o.max_grad_norm, " must be finite and not negative (0: no clipping)");
+  validate_max_grad_norm(o.max_grad_norm, "train");
   train::validate(o.optimizer);
   train::validate(o.schedule, base_lr(o.optimizer));
   train::validate(o.kd);

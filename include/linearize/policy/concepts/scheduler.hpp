@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace linearize {
 
@@ -57,12 +58,14 @@ concept probing_scheduler =
       { s.start(state, p, probe) } -> std::same_as<void>;
     };
 
-/// Optional for probing schedulers: re-measure at each epoch's end (the probe at the start sees
-/// the network before any ReLU has gone; as they go, the rest matter more).
+/// Optional for probing schedulers: re-measure at an epoch's end where wants_probe says so (the
+/// probe at the start sees the network before any ReLU has gone; as they go, the rest matter
+/// more), and refresh from the new measurement.
 template <class S>
 concept reprobing_scheduler =
     probing_scheduler<S> &&
     requires(const S& s, scalars& state, const search_progress& p, const weight_probe& probe) {
+      { s.wants_probe(std::as_const(state), p) } -> std::convertible_to<bool>;
       { s.refresh(state, p, probe) } -> std::same_as<void>;
     };
 
