@@ -90,11 +90,11 @@ struct budget_tracking {
   /// and with it every task gradient grow, the re-measured curve asks for ever larger weights,
   /// and the weight went from 3.7e-3 to 379 in one epoch: 10 ReLUs kept of a budget of 4,800.
   bool reprobe = true;
-  /// The re-probe's bound. At feedback_rate (3) the same search's count fell from 93,336 to
-  /// 17,092 in one epoch, far below the plan's 50,000, and finetuned to 80.51% against the
-  /// hand-tuned settings' 82.92%; at 1.7, 93,336 / 23,012 / 4,690 and 81.53%. Without a re-probe
-  /// (83.05%) a 1% search ended at 2,373 of 960 and the tiny network of test_snl at 61 of 40:
-  /// the probe at the start, on the untrained search, misjudges the weight by up to 10x there.
+  /// The re-probe's bound. At feedback_rate (3) the same search (seed 0) fell from 93,336 to
+  /// 17,092 ReLUs in its second epoch, far ahead of the plan, and finetuned to 80.51% against
+  /// the hand-tuned settings' 82.92%; at 1.7: 93,336 / 23,304 / 4,772 and 81.21%. Without a
+  /// re-probe (83.05%, one epoch over the plan) a 1% search ended at 2,373 of 960 and the tiny
+  /// network of test_snl at 61 of 40: the probe at the start misjudged the weight up to 10x.
   double reprobe_rate = 1.7;
   /// Hold the masks from the first step the count is within the budget (see the top).
   bool hold = true;
