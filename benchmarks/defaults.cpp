@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
           seeds = 2;
   uint64_t seed = 0;
   std::filesystem::path readme;
+  std::string section = "defaults";
   int threads = 0;
   lz::train::baseline_spec spec;
   spec.width = 16;
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
   app.add_option("--readme", readme,
                  "also write the tables into this markdown file, between its <!-- defaults:begin --> and "
                  "<!-- defaults:end --> lines");
+  app.add_option("--section", section, "the README section --readme writes: <!-- NAME:begin --> to <!-- NAME:end -->");
   cli::add_threads(app, threads);
   app.add_option("--out", out, "where rows and checkpoints go");
   return cli::run(app, argc, argv, [&] {
@@ -69,7 +71,7 @@ int main(int argc, char** argv) {
       lz::require(s == "defaults" || s == "tuned", "--settings: unknown '", s, "'; expected defaults or tuned");
     for (const auto& b : budgets) (void)lz::parse_budget(b);
     // A README without the markers is refused now, not after hours of runs.
-    if (!readme.empty()) (void)lz::io::replace_section(lz::read_file(readme), "defaults", "", readme.string());
+    if (!readme.empty()) (void)lz::io::replace_section(lz::read_file(readme), section, "", readme.string());
 
     const auto rt = cli::configure(threads);
     fmt::print("defaults: {} threads, {}\n", rt.threads, rt.allocator_name());
@@ -153,7 +155,7 @@ int main(int argc, char** argv) {
       md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", r.method, *r.get("budget_text"), *r.get("seed"),
                         *r.get("search_count"), *r.get("search_epochs"), r.images_forwarded);
     lz::write_atomically(out / "defaults.md", [&](std::ostream& o) { o << md; });
-    if (!readme.empty()) lz::io::write_section(readme, "defaults", md);
+    if (!readme.empty()) lz::io::write_section(readme, section, md);
     fmt::print("\ntables in {}{}\n", (out / "defaults.md").string(),
                readme.empty() ? "" : " and " + readme.string());
     return 0;
