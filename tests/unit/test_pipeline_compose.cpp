@@ -347,11 +347,11 @@ TEST_CASE("budget_tracking: a re-probe moves the weight by at most reprobe_rate 
     if (s.wants_probe(st, p)) s.refresh(st, p, probe(scale));
     return s.feedforward(st, s.target(p, ahead)) / before;
   };
-  // The network now asks for 10x the weight (or a tenth): the curve follows by 1.7x an epoch.
-  CHECK(weight_after({}, 10) == Approx(1.7).epsilon(1e-9));
-  CHECK(weight_after({}, 0.1) == Approx(1 / 1.7).epsilon(1e-9));
+  // The network now asks for 10x the weight (or a tenth): the curve follows by 3x an epoch.
+  CHECK(weight_after({}, 10) == Approx(3).epsilon(1e-9));
+  CHECK(weight_after({}, 0.1) == Approx(1.0 / 3).epsilon(1e-9));
   CHECK(weight_after({}, 1.5) == Approx(1.5).epsilon(1e-9));  // within the bound: as measured
-  CHECK(weight_after({.reprobe_rate = 3}, 10) == Approx(3).epsilon(1e-9));
+  CHECK(weight_after({.reprobe_rate = 1.7}, 10) == Approx(1.7).epsilon(1e-9));
   CHECK(weight_after({.reprobe = false}, 10) == 1);
   CHECK(weight_after({.lambda0 = 3e-4}, 10) == 1);  // a given weight takes no probe
   expect_error([] {
