@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
                "defaults"};
   std::string budget_list = "5%", relax_list = "l1_mix,sigmoid_mask,hard_threshold",
               settings_list = "defaults,tuned";
+  double reprobe_rate = lz::schedule::budget_tracking{}.reprobe_rate;
   int64_t search_epochs = 3, defaults_epochs = 0, finetune_epochs = 1, subset = 10000, baseline_epochs = 2,
           seeds = 2;
   uint64_t seed = 0;
@@ -46,6 +47,9 @@ int main(int argc, char** argv) {
                  "the default pipelines' planned search epochs, when not --search-epochs: the tuned ones run "
                  "over their plan, so this compares the two at equal images")
       ->check(cli::at_least<int64_t>(0));
+  app.add_option("--reprobe-rate", reprobe_rate,
+                 "the default pipelines' budget_tracking{.reprobe_rate} (README's tables ran with 1.7)")
+      ->check(cli::at_least(1.0));
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
   app.add_option("--finetune-epochs", finetune_epochs, "distill{.epochs}")->check(cli::at_least<int64_t>(0));
@@ -83,14 +87,15 @@ int main(int argc, char** argv) {
     auto data = lz::baseline_run_data(base.record, spec.data_dir);
     if (subset > 0) data.train = data.train.take(subset);
 
+    const int64_t planned_defaults = defaults_epochs > 0 ? defaults_epochs : search_epochs;
     std::vector<lz::io::result_row> rows;
     const auto run_one = [&](const auto& relax, const std::string& relax_name, const std::string& setting,
                              const std::string& budget_text, uint64_t seed) {
       const bool tuned = setting == "tuned";
       const auto schedule = tuned ? lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
                                                                   .max_change = 1.1}
-                                  : lz::schedule::budget_tracking{.epochs = defaults_epochs > 0 ? defaults_epochs
-                                                                                                : search_epochs};
+                                  : lz::schedule::budget_tracking{.epochs = planned_defaults,
+                                                                  .reprobe_rate = reprobe_rate};
       const auto method = lz::pipeline(relax, schedule, lz::select::magnitude{},
                                        lz::finetune::distill{.epochs = finetune_epochs});
       lz::run_options options;
@@ -140,7 +145,7 @@ int main(int argc, char** argv) {
         "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}} ({} for the defaults), "
         "distill{{.epochs = {}}}; {} seed(s) from {}.\n\n",
         base.record.dataset, base.net->describe(), 100 * base.record.test_top1, lz::grouped(data.train.size()),
-        search_epochs, defaults_epochs > 0 ? defaults_epochs : search_epochs, finetune_epochs, seeds, seed);
+        search_epochs, planned_defaults, finetune_epochs, seeds, seed);
     md += lz::io::markdown_summary(lz::io::summarize_groups(rows, "budget_text"));
     std::vector<lz::io::comparison> comps;
     if (settings.size() == 2)
