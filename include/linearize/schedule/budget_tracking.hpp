@@ -154,7 +154,7 @@ struct budget_tracking {
   }
 
   /// At an epoch's end, where wants_probe: the curve measured again on the network as it is now,
-  /// shifted so that it moves the weight by at most feedback_rate. The correction is kept, so
+  /// shifted so that it moves the weight by at most reprobe_rate. The correction is kept, so
   /// the weight moves to the new curve at the next check.
   void refresh(scalars& state, const search_progress& p, const weight_probe& probe) const {
     if (!wants_probe(state, p)) return;
@@ -270,21 +270,17 @@ struct budget_tracking {
     return it != state.end() && it->second < 0.9 * static_cast<double>(p.start_count);
   }
 
-  /// At the end of epoch p.epoch: the plan has reached the budget, the correction sits at its
-  /// cap, and the whole epoch brought no new minimum count.
+  /// At the end of epoch p.epoch: the plan has reached the budget, the count has responded, the
+  /// correction sits at its cap (windup_limit times its value at the latest new minimum count),
+  /// and the whole epoch brought no new minimum count.
   [[nodiscard]] bool saturated(const scalars& state, const search_progress& p) const {
-    const auto e_min = state.find(min_epoch_key);
-    if (e_min == state.end() || !at_cap(state, p)) return false;
+    const auto e_min = state.find(min_epoch_key), w = state.find(feedback_key),
+               w_min = state.find(feedback_at_min_key);
+    if (e_min == state.end() || w == state.end() || w_min == state.end() || !responded(state, p))
+      return false;
+    const bool at_cap = w->second >= w_min->second * windup_limit * (1 - 1e-9);
     const bool plan_done = static_cast<double>(p.epoch + 1) >= plan_epochs();
-    return plan_done && e_min->second < static_cast<double>(p.epoch);
-  }
-
-  /// Whether the count has responded and the correction sits at its cap (windup_limit times its
-  /// value at the latest new minimum count).
-  [[nodiscard]] bool at_cap(const scalars& state, const search_progress& p) const {
-    const auto w = state.find(feedback_key), w_min = state.find(feedback_at_min_key);
-    if (!responded(state, p) || w == state.end() || w_min == state.end()) return false;
-    return w->second >= w_min->second * windup_limit * (1 - 1e-9);
+    return at_cap && plan_done && e_min->second < static_cast<double>(p.epoch);
   }
 };
 

@@ -314,10 +314,9 @@ class checkpoint {
   /// The describe() of the network that wrote it.
   [[nodiscard]] const std::string& description() const { return description_; }
 
-  /// Refuses to continue a run whose seed, batching or optimizer differ: it would not be the
-  /// same run. The message names each setting that differs, with both values.
+  /// Refuses to continue a run whose seed, batching, optimizer or policy settings differ: it
+  /// would not be the same run. The message names each setting that differs, with both values.
   void check_identity(const run_identity& expected) const {
-    const auto there = io::to_json_value(identity_), here = io::to_json_value(expected);
     const io::difference_sides sides{.there = "in the checkpoint", .here = "in this run"};
     auto found = io::json_differences(io::to_json_value(identity_), io::to_json_value(expected), sides);
     // Settings: only where the checkpoint recorded them (older ones did not).
