@@ -329,31 +329,43 @@ TEST_CASE("budget_tracking on the dead-time plant with a probe 3x off: the hold 
     }
 }
 
-TEST_CASE("budget_tracking: a re-probe moves the weight by at most reprobe_rate an epoch",
+TEST_CASE("budget_tracking: a re-probe moves the weight by at most reprobe_rate an epoch, up only behind the plan",
           "[pipeline][schedule]") {
   const int64_t n = 10'000;
   const auto thresholds = torch::pow(10.0, torch::linspace(-6, -2, n, torch::kDouble));
   const auto probe = [&](double scale) {
     return weight_probe{thresholds * scale, torch::ones({n}, torch::kLong), 0};
   };
-  search_progress p{.epoch = 0, .step = -1, .steps_per_epoch = 80, .count = n, .total = n, .budget = 500,
-                    .start_count = n, .mask_speed = 10, .crossing_epochs = 1.25};
+  const search_progress p{.epoch = 0, .step = -1, .steps_per_epoch = 80, .count = n, .total = n, .budget = 500,
+                          .start_count = n, .mask_speed = 10, .crossing_epochs = 1.25};
+  // At the end of the third epoch of the default 8-epoch plan the planned count is ~46% of the
+  // start: a count still at the start is behind it; one at the planned count is not.
+  search_progress behind = p;
+  behind.epoch = 2;
+  behind.step = 79;
+  search_progress on_plan = behind;
+  on_plan.count = static_cast<int64_t>(schedule::budget_tracking{}.target(behind, behind.epochs_done()));
+  REQUIRE(on_plan.count < n / 2);
   // The weight the curve gives where the refresh looks: one crossing time past this epoch's end.
-  const auto weight_after = [&](const schedule::budget_tracking& s, double scale) {
+  const auto weight_after = [&](const schedule::budget_tracking& s, double scale, const search_progress& at) {
     scalars st;
     s.start(st, p, probe(1));
-    const double ahead = 1 + s.lag_epochs(p);
-    const double before = s.feedforward(st, s.target(p, ahead));
-    if (s.wants_probe(st, p)) s.refresh(st, p, probe(scale));
-    return s.feedforward(st, s.target(p, ahead)) / before;
+    const double ahead = at.epochs_done() + s.lag_epochs(at);
+    const double before = s.feedforward(st, s.target(at, ahead));
+    if (s.wants_probe(st, at)) s.refresh(st, at, probe(scale));
+    return s.feedforward(st, s.target(at, ahead)) / before;
   };
-  // The network now asks for 10x the weight (or a tenth): the curve follows by 3x an epoch.
-  CHECK(weight_after({}, 10) == Approx(3).epsilon(1e-9));
-  CHECK(weight_after({}, 0.1) == Approx(1.0 / 3).epsilon(1e-9));
-  CHECK(weight_after({}, 1.5) == Approx(1.5).epsilon(1e-9));  // within the bound: as measured
-  CHECK(weight_after({.reprobe_rate = 1.7}, 10) == Approx(1.7).epsilon(1e-9));
-  CHECK(weight_after({.reprobe = false}, 10) == 1);
-  CHECK(weight_after({.lambda0 = 3e-4}, 10) == 1);  // a given weight takes no probe
+  // Behind the plan the network asks for 10x the weight (or a tenth): the curve follows by 3x.
+  CHECK(weight_after({}, 10, behind) == Approx(3).epsilon(1e-9));
+  CHECK(weight_after({}, 0.1, behind) == Approx(1.0 / 3).epsilon(1e-9));
+  CHECK(weight_after({}, 1.5, behind) == Approx(1.5).epsilon(1e-9));  // within the bound: as measured
+  CHECK(weight_after({.reprobe_rate = 1.7}, 10, behind) == Approx(1.7).epsilon(1e-9));
+  // On the plan (or ahead of it) the curve may lower the weight, never raise it.
+  CHECK(weight_after({}, 10, on_plan) == Approx(1).epsilon(1e-9));
+  CHECK(weight_after({}, 1.5, on_plan) == Approx(1).epsilon(1e-9));
+  CHECK(weight_after({}, 0.1, on_plan) == Approx(1.0 / 3).epsilon(1e-9));
+  CHECK(weight_after({.reprobe = false}, 10, behind) == 1);
+  CHECK(weight_after({.lambda0 = 3e-4}, 10, behind) == 1);  // a given weight takes no probe
   expect_error([] {
     scalars fresh;
     schedule::budget_tracking{.reprobe_rate = 0.5}.start(fresh);
