@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
                  "over their plan, so this compares the two at equal images")
       ->check(cli::at_least<int64_t>(0));
   app.add_option("--reprobe-rate", reprobe_rate,
-                 "the default pipelines' budget_tracking{.reprobe_rate} (README's earlier tables, docs/results/defaults_v2.csv, ran with 1.7)")
+                 "the default pipelines' budget_tracking{.reprobe_rate} (docs/results/defaults_v2.csv ran with 1.7 on commit 9159f1d, whose re-probe also raised on the plan)")
       ->check(cli::at_least(1.0));
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
