@@ -119,6 +119,50 @@ TEST_CASE("relaxations: gates, penalties, kept entries", "[pipeline][relax]") {
   CHECK(close(t.grad(), torch::tensor({3.0f, 5.0f})));  // straight-through
 }
 
+// Steps from the first crossing to the last when every mask gets the same push: under Adam each
+// moves about lr per step whatever the gradient's size (relax/stagger.hpp).
+static int64_t crossing_span(const relax::sigmoid_mask& r, double lr) {
+  auto theta = r.from_binary(torch::ones({1000})).clone().requires_grad_(true);
+  torch::optim::Adam adam({theta}, torch::optim::AdamOptions(lr));
+  int64_t first = -1, last = -1;
+  for (int64_t step = 0; step < 1000 && last < 0; ++step) {
+    adam.zero_grad();
+    r.penalty(theta).sum().backward();
+    adam.step();
+    const auto count = r.kept(theta.detach()).sum().item<int64_t>();
+    if (count < 1000 && first < 0) first = step;
+    if (count == 0) last = step;
+  }
+  REQUIRE(last >= 0);
+  return last - first;
+}
+
+TEST_CASE("sigmoid_mask's kept masks start spread over [init, 2 init] and cross one after another",
+          "[pipeline]") {
+  const relax::sigmoid_mask sg;  // init 4, stagger 1
+  auto binary = torch::ones({2000});
+  binary.index_put_({torch::indexing::Slice(1000, 1010)}, 0);
+  const auto start = sg.from_binary(binary.reshape({20, 100})).reshape({-1}).to(torch::kDouble);
+  const auto kept = start.index({binary.to(torch::kBool)}), removed = start.index({binary.eq(0)});
+  CHECK(start[0].item<double>() == Approx(8));  // the mask geometry's travel: the farthest start
+  CHECK((removed == -4).all().item<bool>());
+  CHECK((kept > 4 - 1e-6).all().item<bool>());  // every gate >= sigmoid(4) = 0.982 at the start
+  CHECK((kept <= 8 + 1e-6).all().item<bool>());
+  // Evenly spread: each tenth of the range holds a tenth of the entries, within 1%.
+  const auto tenth = ((kept - 4) / 4 * 10).floor().clamp(0, 9).to(torch::kLong);
+  const auto per_tenth = torch::bincount(tenth, {}, 10).to(torch::kDouble) / kept.numel();
+  INFO("fractions per tenth: " << per_tenth);
+  CHECK(((per_tenth - 0.1).abs() < 0.01).all().item<bool>());
+  // Travel 4 to 8 at about 0.05 a step would put the last crossing 80 steps after the first; the
+  // far masks gain on the near ones (their gradient, sigmoid', grows as they fall, and Adam's
+  // step with it): 39 steps measured. All at init (stagger 0) every mask crosses in one step.
+  const auto spread = crossing_span(sg, 0.05), together = crossing_span(relax::sigmoid_mask{.stagger = 0}, 0.05);
+  INFO("steps from the first crossing to the last: " << spread << " spread, " << together << " together");
+  CHECK(together <= 1);
+  CHECK(spread >= 25);
+  expect_error([] { (void)relax::sigmoid_mask{.stagger = -1}.from_binary(torch::ones({1})); }, "stagger -1");
+}
+
 TEST_CASE("lasso_growth follows SNL's rule", "[pipeline][schedule]") {
   schedule::lasso_growth s;
   scalars st;

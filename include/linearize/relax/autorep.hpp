@@ -20,15 +20,13 @@
 // max(0, density - budget / total), is its scheduler's (schedule/density_hinge.hpp).
 //
 // Removed entries start at -init; kept ones spread evenly over (threshold + band, init]
-// (`stagger` = 1; 0: all at init), as AutoReP draws them uniform in (0, 1): under Adam every
-// mask the penalty outweighs moves about lr per step, whatever the gradient's size, so masks
-// that start together cross together (all at init: 90% of the ReLUs within 10 steps). The spread
-// is a fixed low-discrepancy sequence over each slot's entries (the first entry at init, so the
-// mask geometry's travel is the farthest), the same in every run: which entries go is decided
-// by the task gradient against the penalty, not by the order. `band` is this library's choice
-// (the public code's value is not documented); the threshold is the public code's.
+// (`stagger` = 1; 0: all at init; relax/stagger.hpp says why), as AutoReP draws them uniform in
+// (0, 1); the first entry at init, so the mask geometry's travel is the farthest. `band` is this
+// library's choice (the public code's value is not documented); the threshold is the public
+// code's.
 #include <linearize/policy/roles.hpp>
 #include <linearize/relax/polynomial_fit.hpp>
+#include <linearize/relax/stagger.hpp>
 #include <linearize/support/error.hpp>
 
 #include <torch/torch.h>
@@ -84,8 +82,7 @@ struct autorep {
     require(stagger >= 0 && stagger <= 1, "autorep: stagger ", stagger,
             "; expected a fraction in [0, 1] of (threshold + band, init]");
     const auto kept_entry = binary.to(torch::kFloat);
-    // Weyl sequence: frac(i x golden ratio) fills [0, 1) evenly whatever the slot's size.
-    const auto u = (torch::arange(kept_entry.numel(), torch::kDouble) * 0.6180339887498949).frac();
+    const auto u = evenly_spread(kept_entry.numel());
     const double span = stagger * (init - (threshold + band));
     const auto kept_start = (init - span * u).to(torch::kFloat).reshape(kept_entry.sizes());
     return kept_entry * kept_start - (1 - kept_entry) * init;
