@@ -11,17 +11,70 @@
 // <out>/defaults.csv as they finish; a rerun resumes from <out>/work. At the end <out>/defaults.md
 // holds mean +- standard error per pipeline and the defaults-minus-tuned difference per seed (and,
 // with --readme FILE, the same tables between FILE's `<!-- defaults:begin -->` and
-// `<!-- defaults:end -->` lines).
+// `<!-- defaults:end -->` lines). --tables-only writes the tables from <out>/defaults.csv as it
+// stands, training nothing.
 #include "../examples/cli.hpp"
 
 #include <linearize/linearize.hpp>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+namespace {
+
+/// The work directory of one pipeline's run.
+std::filesystem::path work_dir(const std::filesystem::path& out, const std::string& relax_name,
+                               const std::string& setting, const std::string& budget_text, uint64_t seed) {
+  return out / "work" / fmt::format("{}_{}_{}_seed{}", relax_name, setting, budget_text, seed);
+}
+
+/// --tables-only: the rows of <out>/defaults.csv the options name, in the order the runs write
+/// them; one missing, or planned otherwise than the options say (its run.json records the
+/// scheduler's epochs; the tables' header would misreport them), is an error naming it.
+std::vector<linearize::io::result_row> rows_from_file(const std::filesystem::path& out,
+                                                      const std::vector<std::string>& budgets,
+                                                      const std::vector<std::string>& relaxations,
+                                                      const std::vector<std::string>& settings, uint64_t seed,
+                                                      int64_t seeds, int64_t search_epochs, int64_t planned_defaults) {
+  namespace lz = linearize;
+  const auto file = out / "defaults.csv";
+  const auto all = lz::io::read_csv(file);
+  std::vector<lz::io::result_row> rows;
+  for (int64_t k = 0; k < seeds; ++k)
+    for (const auto& budget_text : budgets)
+      for (const auto& relax_name : relaxations)
+        for (const auto& setting : settings) {
+          const auto method = relax_name + "+" + setting;
+          const auto s = std::to_string(seed + static_cast<uint64_t>(k));
+          const auto field = [](const lz::io::result_row& r, const char* key) {
+            const auto* v = r.get(key);
+            return v ? *v : std::string();
+          };
+          const auto it = std::find_if(all.begin(), all.end(), [&](const lz::io::result_row& r) {
+            return r.method == method && field(r, "budget_text") == budget_text && field(r, "seed") == s;
+          });
+          lz::require(it != all.end(), "defaults --tables-only: ", file, " has no row for ", method, " at ",
+                      budget_text, ", seed ", s, "; expected one (run without --tables-only first)");
+          const auto planned = setting == "tuned" ? search_epochs : planned_defaults;
+          const auto record = work_dir(out, relax_name, setting, budget_text, seed + static_cast<uint64_t>(k)) / "run.json";
+          const auto json = lz::io::read_json_file(record);
+          const auto at = nlohmann::json::json_pointer("/stages/0/scheduler/epochs");
+          lz::require(json.contains(at) && json[at].is_number_integer(), "defaults --tables-only: ", record,
+                      " has no integer stages[0].scheduler.epochs; expected the record run() writes");
+          const auto recorded = json[at].get<int64_t>();
+          lz::require(recorded == planned, "defaults --tables-only: ", record, " planned ", recorded,
+                      " search epochs; the options say ", planned, " (--search-epochs / --defaults-epochs)");
+          rows.push_back(*it);
+        }
+  return rows;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   namespace lz = linearize;
@@ -37,6 +90,7 @@ int main(int argc, char** argv) {
   std::filesystem::path readme;
   std::string section = "defaults";
   int threads = 0;
+  bool tables_only = false;
   lz::train::baseline_spec spec;
   spec.width = 16;
   std::filesystem::path out = "runs/defaults";
@@ -64,6 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--section", section, "the README section --readme writes: <!-- NAME:begin --> to <!-- NAME:end -->");
   cli::add_threads(app, threads);
   app.add_option("--out", out, "where rows and checkpoints go");
+  app.add_flag("--tables-only", tables_only,
+               "train nothing: write the tables from <out>/defaults.csv, from its rows of the given budgets, "
+               "relaxations, settings and seeds (each must be there, planned as the options say)");
   return cli::run(app, argc, argv, [&] {
     const auto budgets = cli::split_list(budget_list);
     const auto relaxations = cli::split_list(relax_list);
@@ -74,6 +131,8 @@ int main(int argc, char** argv) {
     for (const auto& s : settings)
       lz::require(s == "defaults" || s == "tuned", "--settings: unknown '", s, "'; expected defaults or tuned");
     for (const auto& b : budgets) (void)lz::parse_budget(b);
+    lz::require(!tables_only || std::filesystem::exists(out / "defaults.csv"), "defaults --tables-only: no ",
+                out / "defaults.csv", "; expected the rows of an earlier run in --out");
     // A README without the markers is refused now, not after hours of runs.
     if (!readme.empty()) (void)lz::io::replace_section(lz::read_file(readme), section, "", readme.string());
 
@@ -100,7 +159,7 @@ int main(int argc, char** argv) {
                                        lz::finetune::distill{.epochs = finetune_epochs});
       lz::run_options options;
       options.seed = seed;
-      options.work_dir = out / "work" / fmt::format("{}_{}_{}_seed{}", relax_name, setting, budget_text, seed);
+      options.work_dir = work_dir(out, relax_name, setting, budget_text, seed);
       auto net = base.net->copy();
       const auto r = lz::run(method, net, base.net, data, lz::parse_budget(budget_text), options);
       int64_t searched = r.total_relus;
@@ -126,7 +185,7 @@ int main(int argc, char** argv) {
                  r.stages.at(0).search_epochs);
       std::fflush(stdout);
     };
-    for (int64_t k = 0; k < seeds; ++k)
+    for (int64_t k = 0; k < seeds && !tables_only; ++k)
       for (const auto& budget_text : budgets)
         for (const auto& relax_name : relaxations)
           for (const auto& setting : settings) {
@@ -139,6 +198,9 @@ int main(int argc, char** argv) {
             else
               run_one(lz::relax::hard_threshold{}, relax_name, setting, budget_text, s);
           }
+
+    if (tables_only) rows = rows_from_file(out, budgets, relaxations, settings, seed, seeds,
+                                           search_epochs, planned_defaults);
 
     // The tables, from the rows: what README quotes.
     std::string md = fmt::format(

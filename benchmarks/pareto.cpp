@@ -28,7 +28,8 @@
 //   accuracy_vs_relus.svg       mean accuracy against mean ReLU count, s.e. as bars
 //   work/...                    checkpoints: rerunning the command resumes
 // and with --readme FILE the same tables between FILE's `<!-- pareto:begin -->` and
-// `<!-- pareto:end -->` lines, so that the README quotes this run's files.
+// `<!-- pareto:end -->` lines (--section names another pair), so that the README quotes this
+// run's files.
 #include "../examples/cli.hpp"
 
 #include <linearize/linearize.hpp>
@@ -66,6 +67,7 @@ struct settings {
   int64_t criticality_epochs = 1, step_epochs = 1;
   int64_t autorep_fit_batches = 0;  ///< relax::autorep{.fit_batches}: 0, the public code's start
   fs::path out = "runs/pareto", readme;
+  std::string section = "pareto";  ///< --readme writes between <!-- section:begin/end -->
   bool quick = false;
   bool tables_only = false;
 };
@@ -119,6 +121,8 @@ void add_options(CLI::App& app, settings& s) {
   app.add_option("--out", s.out, "output directory (--quick: runs/pareto_quick)");
   app.add_option("--readme", s.readme, "also write the tables into this markdown file, between its "
                  "<!-- pareto:begin --> and <!-- pareto:end --> lines");
+  app.add_option("--section", s.section,
+                 "the README section --readme writes: <!-- NAME:begin --> to <!-- NAME:end -->");
   app.add_flag("--quick", s.quick,
                "a smoke run: width 4, 3,000 training images, 300 held-out, 500 test, budgets 10%,5%, "
                "2 seeds, compute 6 epochs, a 4-epoch search, 2 BCD iterations of 2 tries on 250 images; "
@@ -409,7 +413,7 @@ int main(int argc, char** argv) {
     const auto rt = lz::runtime::configure();
     fmt::print("linearize pareto: {} threads, {}, fused kernel {}{}\n", rt.threads, rt.allocator_name(),
                lz::kernels::simd_name(), s.quick ? "; --quick: a smoke run, not a measurement" : "");
-    if (!s.readme.empty()) (void)lz::io::replace_section(lz::read_file(s.readme), "pareto", "", s.readme.string());
+    if (!s.readme.empty()) (void)lz::io::replace_section(lz::read_file(s.readme), s.section, "", s.readme.string());
 
     // One baseline and one split for every method.
     const auto base = lz::train::load_or_train_baseline(s.spec, s.baseline);
@@ -469,7 +473,7 @@ int main(int argc, char** argv) {
         lz::grouped(compute), s.compute_epochs, s.seeds, s.seed);
     md += lz::io::markdown_summary(groups) + "\n" + lz::io::markdown_comparisons(comps);
     lz::write_atomically(s.out / "summary.md", [&](std::ostream& out) { out << md; });
-    if (!s.readme.empty()) lz::io::write_section(s.readme, "pareto", md);
+    if (!s.readme.empty()) lz::io::write_section(s.readme, s.section, md);
     auto plot = lz::io::accuracy_plot(groups, base.record.dataset + ", " + base.record.model);
     lz::io::write_svg(s.out / "accuracy_vs_relus.svg", plot);
     fmt::print("\n{}\nwrote {}/{{pareto.csv, pareto.json, summary.md, accuracy_vs_relus.svg}}{}\n", md,
