@@ -33,45 +33,30 @@ std::filesystem::path work_dir(const std::filesystem::path& out, const std::stri
   return out / "work" / fmt::format("{}_{}_{}_seed{}", relax_name, setting, budget_text, seed);
 }
 
-/// --tables-only: the rows of <out>/defaults.csv the options name, in the order the runs write
-/// them; one missing, or planned otherwise than the options say (its run.json records the
-/// scheduler's epochs; the tables' header would misreport them), is an error naming it.
-std::vector<linearize::io::result_row> rows_from_file(const std::filesystem::path& out,
-                                                      const std::vector<std::string>& budgets,
-                                                      const std::vector<std::string>& relaxations,
-                                                      const std::vector<std::string>& settings, uint64_t seed,
-                                                      int64_t seeds, int64_t search_epochs, int64_t planned_defaults) {
+/// --tables-only: the row of `all` (<out>/defaults.csv) for one pipeline's run; one missing, or
+/// planned otherwise than the options say (its run.json records the scheduler's epochs; the
+/// tables' header would misreport them), is an error naming it.
+linearize::io::result_row row_from_file(const std::vector<linearize::io::result_row>& all,
+                                        const std::filesystem::path& out, const std::string& relax_name,
+                                        const std::string& setting, const std::string& budget_text, uint64_t seed,
+                                        int64_t planned) {
   namespace lz = linearize;
-  const auto file = out / "defaults.csv";
-  const auto all = lz::io::read_csv(file);
-  std::vector<lz::io::result_row> rows;
-  for (int64_t k = 0; k < seeds; ++k)
-    for (const auto& budget_text : budgets)
-      for (const auto& relax_name : relaxations)
-        for (const auto& setting : settings) {
-          const auto method = relax_name + "+" + setting;
-          const auto s = std::to_string(seed + static_cast<uint64_t>(k));
-          const auto field = [](const lz::io::result_row& r, const char* key) {
-            const auto* v = r.get(key);
-            return v ? *v : std::string();
-          };
-          const auto it = std::find_if(all.begin(), all.end(), [&](const lz::io::result_row& r) {
-            return r.method == method && field(r, "budget_text") == budget_text && field(r, "seed") == s;
-          });
-          lz::require(it != all.end(), "defaults --tables-only: ", file, " has no row for ", method, " at ",
-                      budget_text, ", seed ", s, "; expected one (run without --tables-only first)");
-          const auto planned = setting == "tuned" ? search_epochs : planned_defaults;
-          const auto record = work_dir(out, relax_name, setting, budget_text, seed + static_cast<uint64_t>(k)) / "run.json";
-          const auto json = lz::io::read_json_file(record);
-          const auto at = nlohmann::json::json_pointer("/stages/0/scheduler/epochs");
-          lz::require(json.contains(at) && json[at].is_number_integer(), "defaults --tables-only: ", record,
-                      " has no integer stages[0].scheduler.epochs; expected the record run() writes");
-          const auto recorded = json[at].get<int64_t>();
-          lz::require(recorded == planned, "defaults --tables-only: ", record, " planned ", recorded,
-                      " search epochs; the options say ", planned, " (--search-epochs / --defaults-epochs)");
-          rows.push_back(*it);
-        }
-  return rows;
+  const auto method = relax_name + "+" + setting;
+  const auto s = std::to_string(seed);
+  const auto it = std::find_if(all.begin(), all.end(), [&](const lz::io::result_row& r) {
+    return r.method == method && lz::io::group_of(r, "budget_text") == budget_text && lz::io::seed_of(r) == s;
+  });
+  lz::require(it != all.end(), "defaults --tables-only: ", out / "defaults.csv", " has no row for ", method, " at ",
+              budget_text, ", seed ", s, "; expected one (run without --tables-only first)");
+  const auto record = work_dir(out, relax_name, setting, budget_text, seed) / "run.json";
+  const auto json = lz::io::read_json_file(record);
+  const auto at = nlohmann::json::json_pointer("/stages/0/scheduler/epochs");
+  lz::require(json.contains(at) && json[at].is_number_integer(), "defaults --tables-only: ", record,
+              " has no integer stages[0].scheduler.epochs; expected the record run() writes");
+  const auto recorded = json[at].get<int64_t>();
+  lz::require(recorded == planned, "defaults --tables-only: ", record, " planned ", recorded,
+              " search epochs; the options say ", planned, " (--search-epochs / --defaults-epochs)");
+  return *it;
 }
 
 }  // namespace
@@ -185,22 +170,23 @@ int main(int argc, char** argv) {
                  r.stages.at(0).search_epochs);
       std::fflush(stdout);
     };
-    for (int64_t k = 0; k < seeds && !tables_only; ++k)
+    const auto written = tables_only ? lz::io::read_csv(out / "defaults.csv") : std::vector<lz::io::result_row>{};
+    for (int64_t k = 0; k < seeds; ++k)
       for (const auto& budget_text : budgets)
         for (const auto& relax_name : relaxations)
           for (const auto& setting : settings) {
             const bool tuned = setting == "tuned";
             const uint64_t s = seed + static_cast<uint64_t>(k);
-            if (relax_name == "l1_mix")
+            if (tables_only)
+              rows.push_back(row_from_file(written, out, relax_name, setting, budget_text, s,
+                                           tuned ? search_epochs : planned_defaults));
+            else if (relax_name == "l1_mix")
               run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text, s);
             else if (relax_name == "sigmoid_mask")
               run_one(lz::relax::sigmoid_mask{}, relax_name, setting, budget_text, s);
             else
               run_one(lz::relax::hard_threshold{}, relax_name, setting, budget_text, s);
           }
-
-    if (tables_only) rows = rows_from_file(out, budgets, relaxations, settings, seed, seeds,
-                                           search_epochs, planned_defaults);
 
     // The tables, from the rows: what README quotes.
     std::string md = fmt::format(
