@@ -201,10 +201,9 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
 
   // A finetune first re-estimates BatchNorm (distill's recalibration batches), then trains: the
   // top-up's cost beyond its epochs, and the cost of a run's own finetune of 0 epochs.
-  const int64_t recalibration = lz::finetune::distill{}.recalibrate_bn
-                                    ? std::min(data.train.size(), lz::finetune::distill{}.recalibration_batches *
-                                                                      lz::run_options{}.batch_size)
-                                    : 0;
+  const lz::finetune::distill top_up{};
+  const int64_t recalibration =
+      top_up.recalibrate_bn ? std::min(data.train.size(), top_up.recalibration_batches * lz::run_options{}.batch_size) : 0;
   for (int64_t k = 0; k < s.seeds; ++k) {
     const uint64_t seed = s.seed + static_cast<uint64_t>(k);
     const auto work = [&](const std::string& name) {
@@ -219,7 +218,6 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
     const auto finish = [&](lz::io::result_row row, const lz::Network& net, const std::string& name,
                             const std::string& budget_text) {
       const int64_t used = row.images_forwarded;
-      const lz::finetune::distill top_up{};
       const int64_t epochs = std::max<int64_t>(0, (compute - used - recalibration) / epoch_images);
       row.set("budget_text", budget_text).set("seed", seed);
       row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
