@@ -34,12 +34,12 @@ std::filesystem::path work_dir(const std::filesystem::path& out, const std::stri
 }
 
 /// --tables-only: the row of `all` (<out>/defaults.csv) for one pipeline's run; one missing, or
-/// planned otherwise than the options say (its run.json records the scheduler's epochs; the
-/// tables' header would misreport them), is an error naming it.
+/// planned otherwise than the options say (its run.json records the scheduler's epochs and
+/// search_to; the tables' header would misreport them), is an error naming it.
 linearize::io::result_row row_from_file(const std::vector<linearize::io::result_row>& all,
                                         const std::filesystem::path& out, const std::string& relax_name,
                                         const std::string& setting, const std::string& budget_text, uint64_t seed,
-                                        int64_t planned) {
+                                        int64_t planned, double search_to) {
   namespace lz = linearize;
   const auto method = relax_name + "+" + setting;
   const auto s = std::to_string(seed);
@@ -56,6 +56,10 @@ linearize::io::result_row row_from_file(const std::vector<linearize::io::result_
   const auto recorded = json[at].get<int64_t>();
   lz::require(recorded == planned, "defaults --tables-only: ", record, " planned ", recorded,
               " search epochs; the options say ", planned, " (--search-epochs / --defaults-epochs)");
+  const auto to = nlohmann::json::json_pointer("/stages/0/scheduler/search_to");  // absent: 1
+  const double recorded_to = json.contains(to) && json[to].is_number() ? json[to].get<double>() : 1.0;
+  lz::require(recorded_to == search_to, "defaults --tables-only: ", record, " searched to ", recorded_to,
+              " times the budget; the options say ", search_to, " (--search-to)");
   return *it;
 }
 
@@ -68,7 +72,7 @@ int main(int argc, char** argv) {
                "defaults"};
   std::string budget_list = "5%", relax_list = "l1_mix,sigmoid_mask,hard_threshold",
               settings_list = "defaults,tuned";
-  double reprobe_rate = lz::schedule::budget_tracking{}.reprobe_rate;
+  double reprobe_rate = lz::schedule::budget_tracking{}.reprobe_rate, search_to = lz::schedule::budget_tracking{}.search_to;
   int64_t search_epochs = 3, defaults_epochs = 0, finetune_epochs = 1, subset = 10000, baseline_epochs = 2,
           seeds = 2;
   uint64_t seed = 0;
@@ -88,6 +92,10 @@ int main(int argc, char** argv) {
       ->check(cli::at_least<int64_t>(0));
   app.add_option("--reprobe-rate", reprobe_rate,
                  "the default pipelines' budget_tracking{.reprobe_rate} (docs/results/defaults_v2.csv ran with 1.7 on commit 9159f1d, whose re-probe also raised on the plan)")
+      ->check(cli::at_least(1.0));
+  app.add_option("--search-to", search_to,
+                 "the default pipelines' budget_tracking{.search_to}: the search stops at this multiple of the "
+                 "budget and magnitude keeps the largest masks")
       ->check(cli::at_least(1.0));
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
@@ -139,7 +147,8 @@ int main(int argc, char** argv) {
       const auto schedule = tuned ? lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
                                                                   .max_change = 1.1}
                                   : lz::schedule::budget_tracking{.epochs = planned_defaults,
-                                                                  .reprobe_rate = reprobe_rate};
+                                                                  .reprobe_rate = reprobe_rate,
+                                                                  .search_to = search_to};
       const auto method = lz::pipeline(relax, schedule, lz::select::magnitude{},
                                        lz::finetune::distill{.epochs = finetune_epochs});
       lz::run_options options;
@@ -179,7 +188,7 @@ int main(int argc, char** argv) {
             const uint64_t s = seed + static_cast<uint64_t>(k);
             if (tables_only)
               rows.push_back(row_from_file(written, out, relax_name, setting, budget_text, s,
-                                           tuned ? search_epochs : planned_defaults));
+                                           tuned ? search_epochs : planned_defaults, tuned ? 1.0 : search_to));
             else if (relax_name == "l1_mix")
               run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text, s);
             else if (relax_name == "sigmoid_mask")
@@ -190,10 +199,11 @@ int main(int argc, char** argv) {
 
     // The tables, from the rows: what README quotes.
     std::string md = fmt::format(
-        "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}} ({} for the defaults), "
+        "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}} ({} for the defaults{}), "
         "distill{{.epochs = {}}}; {} seed(s) from {}.\n\n",
         base.record.dataset, base.net->describe(), 100 * base.record.test_top1, lz::grouped(data.train.size()),
-        search_epochs, planned_defaults, finetune_epochs, seeds, seed);
+        search_epochs, planned_defaults, search_to != 1 ? fmt::format(", .search_to = {}", search_to) : "",
+        finetune_epochs, seeds, seed);
     md += lz::io::markdown_summary(lz::io::summarize_groups(rows, "budget_text"));
     std::vector<lz::io::comparison> comps;
     if (settings.size() == 2)

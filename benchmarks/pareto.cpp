@@ -8,6 +8,8 @@
 //   snl-lasso          SNL with its own schedule (lasso_growth from 1e-5, x1.1 an epoch), its
 //                      search capped by the compute, magnitude selection, KD with the rest
 //   snl-tracking       SNL with budget_tracking (the library's defaults), then KD with the rest
+//   snl-tracking-cut   the same with budget_tracking{.search_to = --search-to}: the search stops
+//                      above the budget and magnitude keeps the largest masks (not by default)
 //   snl-tracking+bcd   coordinate descent from snl-tracking's search at the next larger budget
 //                      (both stages' images count), then KD with the rest
 //   snl-tracking-channel  snl-tracking on channel masks (one mask entry per channel: the
@@ -49,8 +51,8 @@ namespace lz = linearize;
 
 namespace {
 
-const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "bcd", "channel",
-                                                 "autorep", "autorep-bcd", "senet", "senet-bcd", "deepreduce"};
+const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "tracking-cut", "bcd",
+                                                 "channel", "autorep", "autorep-bcd", "senet", "senet-bcd", "deepreduce"};
 
 struct settings {
   std::string budgets_text = "10%,5%,3%,1%", methods_text = "linear,random,lasso,tracking,bcd,channel,autorep,autorep-bcd,senet,senet-bcd,deepreduce";
@@ -62,6 +64,7 @@ struct settings {
   uint64_t seed = 0;
   double compute_epochs = 8;  ///< images per result = this x the training images
   int64_t search_epochs = 3;  ///< budget_tracking's plan; AutoReP's search
+  double search_to = 4;       ///< snl-tracking-cut's budget_tracking{.search_to}
   int64_t bcd_iterations = 5, bcd_tries = 8, bcd_scoring = 1000;
   double bcd_adt = 0.3;
   int64_t criticality_epochs = 1, step_epochs = 1;
@@ -83,13 +86,15 @@ void add_options(CLI::App& app, settings& s) {
           },
           "LIST"));
   app.add_option("--methods", s.methods_text,
-                 "any of linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd, senet, senet-bcd, deepreduce")
+                 "any of linear, random, lasso, tracking, tracking-cut (not by default), bcd, channel, autorep, "
+                 "autorep-bcd, senet, senet-bcd, deepreduce")
       ->check(CLI::Validator(
           [](std::string& text) {
             for (const auto& m : cli::split_list(text))
               if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end())
                 return "unknown method '" + m +
-                       "'; expected linear, random, lasso, tracking, bcd, channel, autorep, autorep-bcd, senet, senet-bcd or deepreduce";
+                       "'; expected linear, random, lasso, tracking, tracking-cut, bcd, channel, autorep, autorep-bcd, "
+                       "senet, senet-bcd or deepreduce";
             return std::string();
           },
           "LIST"));
@@ -105,6 +110,9 @@ void add_options(CLI::App& app, settings& s) {
                  "finetuning together; what a method leaves goes to KD finetuning)")
       ->check(cli::above(0));
   app.add_option("--search-epochs", s.search_epochs, "snl-tracking's planned mask-search epochs")->check(count(1));
+  app.add_option("--search-to", s.search_to,
+                 "snl-tracking-cut's search stops at this multiple of the budget; magnitude keeps the largest masks")
+      ->check(cli::at_least(1.0));
   app.add_option("--bcd-iterations", s.bcd_iterations, "coordinate-descent iterations per run (DRC follows)")
       ->check(count(1));
   app.add_option("--bcd-tries", s.bcd_tries, "K: candidate blocks per iteration")->check(count(1));
@@ -215,15 +223,23 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       return o;
     };
     // The rest of the compute as KD finetuning, then the row. `used`: images the method took.
+    // Each top-up epoch forwards the training and the held-out set (the epoch kept is the best on
+    // held-out data); where the rest holds no such epoch but does hold a training epoch, that one
+    // epoch runs without the held-out pass (kept as it ends): a 1% tracking search that ran its
+    // overtime left 18,480 images, less than 22,400, and went without any finetuning.
     const auto finish = [&](lz::io::result_row row, const lz::Network& net, const std::string& name,
                             const std::string& budget_text) {
-      const int64_t used = row.images_forwarded;
-      const int64_t epochs = std::max<int64_t>(0, (compute - used - recalibration) / epoch_images);
+      const int64_t used = row.images_forwarded, rest = compute - used - recalibration;
+      int64_t epochs = std::max<int64_t>(0, rest / epoch_images);
+      const bool held_out_pass = epochs > 0 || rest < data.train.size();
+      if (!held_out_pass) epochs = 1;
       row.set("budget_text", budget_text).set("seed", seed);
       row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
       if (epochs > 0) {
+        row.set("top_up_held_out", held_out_pass ? 1 : 0);
         auto recipe = top_up;
         recipe.epochs = epochs;
+        recipe.select_on_held_out = held_out_pass;
         const auto ft = lz::run_finetune(recipe, net, base.net, data, work(name), "top-up");
         row.accuracy = 100 * ft.test_accuracy;
         row.images_forwarded += ft.images_forwarded;
@@ -262,6 +278,11 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       finish(row, net, "linear", "0");
     }
 
+    // SNL with budget_tracking, the library's defaults but for search_to.
+    const auto snl_tracking = [&](double search_to) {
+      return lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs, .search_to = search_to},
+                          lz::select::magnitude{}, lz::finetune::distill{.epochs = 0});
+    };
     // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
     std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, autorep_searched, senet_searched;
     for (size_t i = 0; i < counts.size(); ++i) {
@@ -292,15 +313,21 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       if (wants(s, "tracking") || (wants(s, "bcd") && i + 1 < counts.size())) {
         fmt::print("\n== SNL with budget_tracking to {} (seed {})\n", b, seed);
         auto net = base.net->copy();
-        const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs},
-                                            lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
-                               net, base.net, data, at, work("tracking_" + b));
+        const auto r = lz::run(snl_tracking(1), net, base.net, data, at, work("tracking_" + b));
         searched.emplace(i, std::make_pair(net->copy(), r));
         if (wants(s, "tracking")) {
           auto row = row_of(r, "snl-tracking");
           row.set("search_epochs", r.stages.at(0).search_epochs);
           finish(row, net, "tracking_" + b, b);
         }
+      }
+      if (wants(s, "tracking-cut")) {
+        fmt::print("\n== SNL with budget_tracking to {} x {}, magnitude to {} (seed {})\n", s.search_to, b, b, seed);
+        auto net = base.net->copy();
+        const auto r = lz::run(snl_tracking(s.search_to), net, base.net, data, at, work("tracking-cut_" + b));
+        auto row = row_of(r, "snl-tracking-cut");
+        row.set("search_epochs", r.stages.at(0).search_epochs).set("search_to", s.search_to);
+        finish(row, net, "tracking-cut_" + b, b);
       }
       // Coordinate descent from a search's network at the previous (larger) budget.
       const auto descend = [&](const std::pair<lz::Network, lz::run_result>& from_search, const std::string& method,
@@ -335,9 +362,7 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       if (wants(s, "channel")) {
         fmt::print("\n== SNL with budget_tracking on channel masks to {} (seed {})\n", b, seed);
         auto net = with_granularity(s, base, lz::granularity::channel);
-        const auto r = lz::run(lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs},
-                                            lz::select::magnitude{}, lz::finetune::distill{.epochs = 0}),
-                               net, base.net, data, at, work("channel_" + b));
+        const auto r = lz::run(snl_tracking(1), net, base.net, data, at, work("channel_" + b));
         auto row = row_of(r, "snl-tracking-channel");
         row.set("search_epochs", r.stages.at(0).search_epochs);
         finish(row, net, "channel_" + b, b);
@@ -467,6 +492,7 @@ int main(int argc, char** argv) {
     for (const auto& b : s.budgets)
       for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
                {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"},
+               {"snl-tracking-cut", "snl-tracking"},
                {"snl-tracking-channel", "snl-tracking"}, {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"},
                {"senet", "snl-tracking"}, {"senet+bcd", "senet"}})
         if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));

@@ -66,6 +66,23 @@ TEST_CASE("SNL: the count falls and stops at or below the budget; one history ro
   CHECK(result.images_forwarded > 0);
 }
 
+TEST_CASE("budget_tracking{.search_to} stops the search above the budget; magnitude cuts the rest",
+          "[snl]") {
+  auto net = tiny_conv(11, 4, 0.0);
+  auto to = tracking;
+  to.search_to = 2;
+  const auto snl = pipeline(relax::l1_mix{}, to, select::magnitude{}, finetune::distill{.epochs = 1});
+  const auto result = run(snl, net, net->copy(), tiny_data(), budget(20), quick_options());
+  int64_t searched = -1;
+  for (const auto& row : result.history)
+    if (row.phase == "search") searched = row.relu_count;
+  INFO("search ended at " << searched);
+  CHECK(searched <= 40);  // the search's own target, 2 x 20
+  CHECK(searched > 20);   // and not beyond it: the selection did the rest
+  CHECK(result.relu_count == 20);
+  CHECK(result.relu_count == MaskSet(*net).relu_count());
+}
+
 TEST_CASE("budget_tracking corrects at least once an epoch when an epoch is shorter than "
           "check_every", "[snl]") {
   // 192 images at batch 32: 6 steps an epoch, fewer than check_every. A one-epoch plan, so that

@@ -198,6 +198,12 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
     per_entry.push_back(static_cast<double>(masks[i].relus_per_entry()));
 
   constexpr bool hysteretic = hysteretic_relaxation<Relax>;
+  // The count the search aims at: the budget, or above it where the scheduler leaves the rest
+  // to the selection.
+  const int64_t aim = [&] {
+    if constexpr (aiming_scheduler<Sched>) return std::max(ctx.budget, static_cast<int64_t>(sched.search_count(ctx.budget)));
+    else return ctx.budget;
+  }();
   // After step `step` (0-based) of `epoch`; at an epoch's end, its last step.
   const auto progress = [&](const train::scalars& values, int64_t epoch, int64_t step) {
     search_progress p{.epoch = epoch,
@@ -205,7 +211,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                       .steps_per_epoch = steps_per_epoch,
                       .count = kept_relus(relax, masks),
                       .total = masks.total_relus(),
-                      .budget = ctx.budget,
+                      .budget = aim,
                       .start_count = static_cast<int64_t>(values.at("start_count")),
                       .mask_speed = speed,
                       .crossing_epochs = crossing_epochs};
@@ -280,7 +286,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                     for (size_t i = 0; i < masks.size(); ++i) masks[i].mask().copy_(held[i]);
                     return;
                   }
-                  if (kept_relus(relax, masks) <= ctx.budget) {
+                  if (kept_relus(relax, masks) <= aim) {
                     c.values[held_key] = 1;
                     hold();
                     return;

@@ -78,6 +78,13 @@ concept holding_scheduler = penalty_scheduler<S> && requires(const S& s) {
   { s.hold_at_budget() } -> std::convertible_to<bool>;
 };
 
+/// Optional for penalty schedulers: search_count(budget) is the count the search aims at and
+/// stops at, at or above the budget; the selection cuts the rest (one that enforces the budget).
+template <class S>
+concept aiming_scheduler = penalty_scheduler<S> && requires(const S& s, int64_t budget) {
+  { s.search_count(budget) } -> std::convertible_to<int64_t>;
+};
+
 template <class S>
 concept step_scheduler =
     scheduler_policy<S> && requires(const S& s, int64_t reference, int64_t target) {
