@@ -231,15 +231,15 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
                             const std::string& budget_text) {
       const int64_t used = row.images_forwarded, rest = compute - used - recalibration;
       int64_t epochs = std::max<int64_t>(0, rest / epoch_images);
-      const bool held_out_pass = epochs > 0 || rest < data.train.size();
-      if (!held_out_pass) epochs = 1;
+      const bool short_epoch = epochs == 0 && rest >= data.train.size();  // no held-out pass
+      if (short_epoch) epochs = 1;
       row.set("budget_text", budget_text).set("seed", seed);
       row.set("method_images", used).set("top_up_epochs", epochs).set("accuracy_before_top_up", row.accuracy);
       if (epochs > 0) {
-        row.set("top_up_held_out", held_out_pass ? 1 : 0);
+        row.set("top_up_held_out", short_epoch ? 0 : 1);
         auto recipe = top_up;
         recipe.epochs = epochs;
-        recipe.select_on_held_out = held_out_pass;
+        recipe.select_on_held_out = !short_epoch;
         const auto ft = lz::run_finetune(recipe, net, base.net, data, work(name), "top-up");
         row.accuracy = 100 * ft.test_accuracy;
         row.images_forwarded += ft.images_forwarded;
