@@ -55,7 +55,12 @@ namespace {
 const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "tracking-cut", "bcd",
                                                  "channel", "autorep", "autorep-bcd", "senet", "senet-bcd", "deepreduce"};
 // Every known method but tracking-cut, which runs when asked for.
-const std::string default_methods = "linear,random,lasso,tracking,bcd,channel,autorep,autorep-bcd,senet,senet-bcd,deepreduce";
+const std::string default_methods = [] {
+  std::string list;
+  for (const auto& m : known_methods)
+    if (m != "tracking-cut") list += (list.empty() ? "" : ",") + m;
+  return list;
+}();
 
 struct settings {
   std::string budgets_text = "10%,5%,3%,1%", methods_text = default_methods;
