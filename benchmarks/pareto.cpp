@@ -227,9 +227,11 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
 
   // A finetune first re-estimates BatchNorm (distill's recalibration batches), then trains: the
   // top-up's cost beyond its epochs, and the cost of a run's own finetune of 0 epochs.
+  const auto recalibration_of = [&](const lz::finetune::distill& d) {
+    return d.recalibrate_bn ? std::min(data.train.size(), d.recalibration_batches * lz::run_options{}.batch_size) : 0;
+  };
   const lz::finetune::distill top_up{};
-  const int64_t recalibration =
-      top_up.recalibrate_bn ? std::min(data.train.size(), top_up.recalibration_batches * lz::run_options{}.batch_size) : 0;
+  const int64_t recalibration = recalibration_of(top_up);
   for (int64_t k = 0; k < s.seeds; ++k) {
     const uint64_t seed = s.seed + static_cast<uint64_t>(k);
     const auto work = [&](const std::string& name) {
@@ -377,11 +379,11 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         // BatchNorm is re-estimated on 10 batches: at distill's 50 the five re-estimates took 32,000
         // of the 80,000 images, and with a KD epoch after each the descent forwarded 204,488.
         const lz::finetune::distill between{.epochs = 0, .recalibration_batches = 10};
-        const int64_t per_recalibration = between.recalibration_batches * lz::run_options{}.batch_size;
+        const int64_t per_recalibration = recalibration_of(between);
         // K, the tries per iteration: as many as the compute leaves after the start and one top-up
         // pass (its BatchNorm re-estimate and the training images), at most --bcd-tries, at least 1.
         // An iteration costs about a first-order estimate, the reference's re-measure, K scorings
-        // and a re-estimate.
+        // and a re-estimate (KD epochs per fallback, --bcd-finetune-epochs, are not in this sum).
         const lz::select::coordinate_block defaults{};
         const int64_t per_scoring = std::max<int64_t>(1, s.bcd_scoring > 0 ? s.bcd_scoring : data.held_out.size());
         const int64_t left = compute - start_images - recalibration - data.train.size();
