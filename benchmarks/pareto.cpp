@@ -383,13 +383,14 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         // K, the tries per iteration: as many as the compute leaves after the start and one top-up
         // pass (its BatchNorm re-estimate and the training images), at most --bcd-tries, at least 1.
         // An iteration costs about a first-order estimate, the reference's re-measure, K scorings
-        // and a re-estimate (KD epochs per fallback, --bcd-finetune-epochs, are not in this sum).
+        // and, should no block pass (every iteration at 3% and 1%), a re-estimate and
+        // --bcd-finetune-epochs KD epochs, each over the training and the held-out images.
         const lz::select::coordinate_block defaults{};
         const int64_t per_scoring = std::max<int64_t>(1, s.bcd_scoring > 0 ? s.bcd_scoring : data.held_out.size());
+        const int64_t per_fallback = per_recalibration + s.bcd_finetune_epochs * epoch_images;
         const int64_t left = compute - start_images - recalibration - data.train.size();
         const int64_t tries = std::clamp<int64_t>(
-            (left / s.bcd_iterations - defaults.gradient_samples - per_recalibration) / per_scoring - 1, 1,
-            s.bcd_tries);
+            (left / s.bcd_iterations - defaults.gradient_samples - per_fallback) / per_scoring - 1, 1, s.bcd_tries);
         fmt::print("\n== {}: coordinate descent {} -> {} ({} -> {} ReLUs, DRC {}, K {}, seed {})\n", method,
                    s.budgets[i - 1], b, lz::grouped(start.relu_count), lz::grouped(counts[i]), drc, tries, seed);
         const auto bcd = lz::pipeline(lz::select::coordinate_block{.tries = tries, .adt = s.bcd_adt,
