@@ -383,8 +383,8 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         // K, the tries per iteration: as many as the compute leaves after the start and one top-up
         // pass (its BatchNorm re-estimate and the training images), at most --bcd-tries, at least 1.
         // An iteration costs about a first-order estimate, the reference's re-measure, K scorings
-        // and, should no block pass (every iteration at 3% and 1%), a re-estimate and
-        // --bcd-finetune-epochs KD epochs, each over the training and the held-out images.
+        // and, should no block pass (at 8 epochs' compute every iteration at 3% and 1%), a
+        // re-estimate and --bcd-finetune-epochs KD epochs over the training and held-out images.
         const lz::select::coordinate_block defaults{};
         const int64_t per_scoring = std::max<int64_t>(1, s.bcd_scoring > 0 ? s.bcd_scoring : data.held_out.size());
         const int64_t per_fallback = per_recalibration + s.bcd_finetune_epochs * epoch_images;
