@@ -548,7 +548,7 @@ int main(int argc, char** argv) {
     for (const auto& b : s.budgets)
       for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
                {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"},
-               {"snl-tracking-cut", "snl-tracking"},
+               {"snl-tracking-cut", "snl-tracking"}, {"snl-tracking+bcd", "snl-tracking-cut"},
                {"snl-tracking-channel", "snl-tracking"}, {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"},
                {"senet", "snl-tracking"}, {"senet+bcd", "senet"}})
         if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));
