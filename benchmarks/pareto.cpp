@@ -13,6 +13,8 @@
 //   snl-tracking+bcd   coordinate descent from snl-tracking's search at the next larger budget,
 //                      finetuned --bcd-start-epochs first (every stage's images count), then KD
 //                      with the rest
+//   snl-tracking-cut+bcd  the same from snl-tracking-cut's network at the next larger budget
+//                      (not by default)
 //   snl-tracking-channel  snl-tracking on channel masks (one mask entry per channel: the
 //                      baseline's weights in a network built with channel-granularity slots)
 //   autorep            AutoReP: hard masks with hysteresis, polynomials where ReLUs go, the
@@ -54,12 +56,13 @@ namespace lz = linearize;
 namespace {
 
 const std::vector<std::string> known_methods = {"linear", "random", "lasso", "tracking", "tracking-cut", "bcd",
-                                                 "channel", "autorep", "autorep-bcd", "senet", "senet-bcd", "deepreduce"};
-// Every known method but tracking-cut, which runs when asked for.
+                                                 "tracking-cut-bcd", "channel", "autorep", "autorep-bcd",
+                                                 "senet", "senet-bcd", "deepreduce"};
+// Every known method but the cut's two, which run when asked for.
 const std::string default_methods = [] {
   std::string list;
   for (const auto& m : known_methods)
-    if (m != "tracking-cut") list += (list.empty() ? "" : ",") + m;
+    if (!m.starts_with("tracking-cut")) list += (list.empty() ? "" : ",") + m;
   return list;
 }();
 
@@ -310,7 +313,7 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
                           lz::select::magnitude{}, lz::finetune::distill{.epochs = 0});
     };
     // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
-    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, autorep_searched, senet_searched;
+    std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, cut_searched, autorep_searched, senet_searched;
     for (size_t i = 0; i < counts.size(); ++i) {
       const auto& b = s.budgets[i];
       const auto at = lz::budget(counts[i]);
@@ -347,13 +350,16 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
           finish(row, net, "tracking_" + b, b);
         }
       }
-      if (wants(s, "tracking-cut")) {
+      if (wants(s, "tracking-cut") || (wants(s, "tracking-cut-bcd") && i + 1 < counts.size())) {
         fmt::print("\n== SNL with budget_tracking to {} x {}, magnitude to {} (seed {})\n", s.search_to, b, b, seed);
         auto net = base.net->copy();
         const auto r = lz::run(snl_tracking(s.search_to), net, base.net, data, at, work("tracking-cut_" + b));
-        auto row = row_of(r, "snl-tracking-cut");
-        row.set("search_epochs", r.stages.at(0).search_epochs).set("search_to", s.search_to);
-        finish(row, net, "tracking-cut_" + b, b);
+        cut_searched.emplace(i, std::make_pair(net->copy(), r));
+        if (wants(s, "tracking-cut")) {
+          auto row = row_of(r, "snl-tracking-cut");
+          row.set("search_epochs", r.stages.at(0).search_epochs).set("search_to", s.search_to);
+          finish(row, net, "tracking-cut_" + b, b);
+        }
       }
       // Coordinate descent from a search's network at the previous (larger) budget.
       const auto descend = [&](const std::pair<lz::Network, lz::run_result>& from_search, const std::string& method,
@@ -414,6 +420,7 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
         finish(row, net, name + "_" + b, b);
       };
       if (wants(s, "bcd") && i > 0) descend(searched.at(i - 1), "snl-tracking+bcd", "bcd");
+      if (wants(s, "tracking-cut-bcd") && i > 0) descend(cut_searched.at(i - 1), "snl-tracking-cut+bcd", "cut_bcd");
 
       if (wants(s, "channel")) {
         fmt::print("\n== SNL with budget_tracking on channel masks to {} (seed {})\n", b, seed);
@@ -549,6 +556,7 @@ int main(int argc, char** argv) {
       for (const auto& [a, c] : std::vector<std::pair<std::string, std::string>>{
                {"snl-tracking", "snl-lasso"}, {"snl-tracking+bcd", "snl-tracking"}, {"snl-tracking", "random"},
                {"snl-tracking-cut", "snl-tracking"}, {"snl-tracking+bcd", "snl-tracking-cut"},
+               {"snl-tracking-cut+bcd", "snl-tracking-cut"}, {"snl-tracking-cut+bcd", "snl-tracking+bcd"},
                {"snl-tracking-channel", "snl-tracking"}, {"autorep", "snl-tracking"}, {"autorep+bcd", "autorep"},
                {"senet", "snl-tracking"}, {"senet+bcd", "senet"}})
         if (have(a, b) && have(c, b)) comps.push_back(lz::io::compare(back, a, c, b, "budget_text"));
