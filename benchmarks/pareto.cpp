@@ -312,7 +312,8 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       return lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs, .search_to = search_to},
                           lz::select::magnitude{}, lz::finetune::distill{.epochs = 0});
     };
-    // snl-tracking's searched networks, before their top-up: coordinate descent starts there.
+    // The searched networks (snl-tracking's, the cut's, AutoReP's, SENet's), before their top-up:
+    // coordinate descent starts there.
     std::map<size_t, std::pair<lz::Network, lz::run_result>> searched, cut_searched, autorep_searched, senet_searched;
     for (size_t i = 0; i < counts.size(); ++i) {
       const auto& b = s.budgets[i];

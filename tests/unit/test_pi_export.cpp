@@ -423,8 +423,9 @@ TEST_CASE("write the ONNX Runtime cases: ResNet18 at width 4 on Fashion-MNIST te
   const auto test = data::load_fashion_mnist("", data::part::test);
   const auto images = data::make_batch(test.images.slice(0, 0, 8), test.mean, test.stdev, {}, 0);
   nlohmann::json cases = nlohmann::json::array();
-  // The convolutions' initial weights come from LibTorch's global generator: seeded here, every
-  // run writes the same cases (one unseeded run's polynomial network reached logits of 1.3e15).
+  // The convolutions' initial weights come from LibTorch's global generator. A seed of its own
+  // keeps the cases' files the same whatever the runner seeds (one unseeded run's polynomial
+  // network reached logits of 1.3e15).
   torch::manual_seed(60);
 
   auto element = resnet();
