@@ -34,8 +34,9 @@ std::filesystem::path work_dir(const std::filesystem::path& out, const std::stri
 }
 
 /// --tables-only: the row of `all` (<out>/defaults.csv) for one pipeline's run; one missing, or
-/// planned otherwise than the options say (its run.json records the scheduler's epochs and
-/// search_to; the tables' header would misreport them), is an error naming it.
+/// planned otherwise than the options say (its run.json records the scheduler's epochs and the
+/// multiple searched to, `search_to` resolved against the relaxation; the tables' header would
+/// misreport them), is an error naming it.
 linearize::io::result_row row_from_file(const std::vector<linearize::io::result_row>& all,
                                         const std::filesystem::path& out, const std::string& relax_name,
                                         const std::string& setting, const std::string& budget_text, uint64_t seed,
@@ -59,7 +60,7 @@ linearize::io::result_row row_from_file(const std::vector<linearize::io::result_
   const auto to = nlohmann::json::json_pointer("/stages/0/scheduler/search_to");  // absent: 1
   const double recorded_to = json.contains(to) && json[to].is_number() ? json[to].get<double>() : 1.0;
   lz::require(recorded_to == search_to, "defaults --tables-only: ", record, " searched to ", recorded_to,
-              " times the budget; the options say ", search_to, " (--search-to)");
+              " times the budget; the options say ", search_to, " (--search-to; 0: the relaxation's own)");
   return *it;
 }
 
@@ -95,8 +96,9 @@ int main(int argc, char** argv) {
       ->check(cli::at_least(1.0));
   app.add_option("--search-to", search_to,
                  "the default pipelines' budget_tracking{.search_to}: the search stops at this multiple of the "
-                 "budget and magnitude keeps the largest masks")
-      ->check(cli::at_least(1.0));
+                 "budget and magnitude keeps the largest masks (0, the default: the relaxation's own, 4 for "
+                 "l1_mix, 1 for the gated ones)")
+      ->check(cli::at_least(0.0));
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
   app.add_option("--finetune-epochs", finetune_epochs, "distill{.epochs}")->check(cli::at_least<int64_t>(0));
@@ -140,12 +142,18 @@ int main(int argc, char** argv) {
     if (subset > 0) data.train = data.train.take(subset);
 
     const int64_t planned_defaults = defaults_epochs > 0 ? defaults_epochs : search_epochs;
+    // The multiple the default pipelines search to, per relaxation (search_to 0: its own).
+    const auto searched_to = [&](const std::string& relax_name) {
+      if (search_to > 0) return search_to;
+      return relax_name == "l1_mix" ? lz::search_to_of<lz::relax::l1_mix>() : 1.0;
+    };
     std::vector<lz::io::result_row> rows;
     const auto run_one = [&](const auto& relax, const std::string& relax_name, const std::string& setting,
                              const std::string& budget_text, uint64_t seed) {
       const bool tuned = setting == "tuned";
+      // The tuned settings searched to the budget (their runs predate search_to).
       const auto schedule = tuned ? lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
-                                                                  .max_change = 1.1}
+                                                                  .max_change = 1.1, .search_to = 1}
                                   : lz::schedule::budget_tracking{.epochs = planned_defaults,
                                                                   .reprobe_rate = reprobe_rate,
                                                                   .search_to = search_to};
@@ -188,7 +196,8 @@ int main(int argc, char** argv) {
             const uint64_t s = seed + static_cast<uint64_t>(k);
             if (tables_only)
               rows.push_back(row_from_file(written, out, relax_name, setting, budget_text, s,
-                                           tuned ? search_epochs : planned_defaults, tuned ? 1.0 : search_to));
+                                           tuned ? search_epochs : planned_defaults,
+                                           tuned ? 1.0 : searched_to(relax_name)));
             else if (relax_name == "l1_mix")
               run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text, s);
             else if (relax_name == "sigmoid_mask")
@@ -198,11 +207,15 @@ int main(int argc, char** argv) {
           }
 
     // The tables, from the rows: what README quotes.
+    std::string defaults_to = search_to > 0 && search_to != 1 ? fmt::format(", .search_to = {}", search_to) : "";
+    if (search_to == 0)
+      for (const auto& r : relaxations)
+        if (searched_to(r) != 1) defaults_to += fmt::format(", {}'s own .search_to = {}", r, searched_to(r));
     std::string md = fmt::format(
         "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}} ({} for the defaults{}), "
         "distill{{.epochs = {}}}; {} seed(s) from {}.\n\n",
         base.record.dataset, base.net->describe(), 100 * base.record.test_top1, lz::grouped(data.train.size()),
-        search_epochs, planned_defaults, search_to != 1 ? fmt::format(", .search_to = {}", search_to) : "",
+        search_epochs, planned_defaults, defaults_to,
         finetune_epochs, seeds, seed);
     md += lz::io::markdown_summary(lz::io::summarize_groups(rows, "budget_text"));
     std::vector<lz::io::comparison> comps;

@@ -7,9 +7,11 @@
 //   random             uniform-random ReLUs at the budget, then KD with the whole compute
 //   snl-lasso          SNL with its own schedule (lasso_growth from 1e-5, x1.1 an epoch), its
 //                      search capped by the compute, magnitude selection, KD with the rest
-//   snl-tracking       SNL with budget_tracking (the library's defaults), then KD with the rest
+//   snl-tracking       SNL with budget_tracking searching to the budget (search_to 1; the
+//                      library's default before l1_mix's own 4), then KD with the rest
 //   snl-tracking-cut   the same with budget_tracking{.search_to = --search-to}: the search stops
-//                      above the budget and magnitude keeps the largest masks (not by default)
+//                      above the budget and magnitude keeps the largest masks (at 4, l1_mix's
+//                      default; not in the default method list)
 //   snl-tracking+bcd   coordinate descent from snl-tracking's search at the next larger budget,
 //                      finetuned --bcd-start-epochs first (every stage's images count), then KD
 //                      with the rest
@@ -307,7 +309,8 @@ std::vector<lz::io::result_row> run_methods(const settings& s, const lz::train::
       finish(row, net, "linear", "0");
     }
 
-    // SNL with budget_tracking, the library's defaults but for search_to.
+    // SNL with budget_tracking, the library's defaults but for search_to (given, so that the rows
+    // written before l1_mix had its own read back unchanged).
     const auto snl_tracking = [&](double search_to) {
       return lz::pipeline(lz::relax::l1_mix{}, lz::schedule::budget_tracking{.epochs = s.search_epochs, .search_to = search_to},
                           lz::select::magnitude{}, lz::finetune::distill{.epochs = 0});

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   // The policies' own defaults (lambda0 0: budget_tracking measures it; lasso starts at SNL's).
   const linearize::schedule::budget_tracking tracking_defaults{};
   double lambda0 = 0, max_change = tracking_defaults.max_change, windup_limit = tracking_defaults.windup_limit,
-         step_scale = linearize::relax::l1_mix{}.step_scale;
+         step_scale = linearize::relax::l1_mix{}.step_scale, search_to = tracking_defaults.search_to;
   bool no_recalibrate = false;
   linearize::train::baseline_spec spec;
   uint64_t seed = 0;
@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
                  "tracking: the weight stays within this factor of the weight at the latest new minimum "
                  "count (anti-windup; see budget_tracking.hpp)")
       ->check(cli::above(1));
+  app.add_option("--search-to", search_to,
+                 "tracking: the search stops at this multiple of the budget and the selection keeps the largest "
+                 "masks (0: l1_mix's own, 4; 1: search to the budget)")
+      ->check(cli::at_least<double>(0));
   app.add_option("--max-epochs", max_epochs, "lasso: give up after this many search epochs")
       ->check(cli::at_least<int64_t>(1));
   app.add_option("--finetune-epochs", finetune_epochs, "KD finetuning epochs after binarization")
@@ -109,7 +113,8 @@ int main(int argc, char** argv) {
     };
     const auto tracking = linearize::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = lambda0,
                                                                .max_change = max_change,
-                                                               .windup_limit = windup_limit};
+                                                               .windup_limit = windup_limit,
+                                                               .search_to = search_to};
     auto lasso = linearize::schedule::lasso_growth{.epoch_cap = max_epochs};
     if (lambda0 > 0) lasso.lambda0 = lambda0;
     const auto result =

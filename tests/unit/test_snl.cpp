@@ -4,6 +4,7 @@
 #include "killed_run.hpp"
 #include "train_fixtures.hpp"
 
+#include <linearize/io/json.hpp>
 #include <linearize/pi/cost_model.hpp>
 #include <linearize/pipeline/report.hpp>
 #include <linearize/pipeline/run.hpp>
@@ -29,7 +30,8 @@ run_data tiny_data() {
   return {.train = stripes(192, 1), .held_out = stripes(48, 2), .test = stripes(96, 3)};
 }
 
-constexpr auto tracking = schedule::budget_tracking{.epochs = 10, .check_every = 2};
+// To the budget (l1_mix's own search_to is 4): these tests check the controller reaching it.
+constexpr auto tracking = schedule::budget_tracking{.epochs = 10, .check_every = 2, .search_to = 1};
 
 }  // namespace
 
@@ -81,6 +83,50 @@ TEST_CASE("budget_tracking{.search_to} stops the search above the budget; magnit
   CHECK(searched > 20);   // and not beyond it: the selection did the rest
   CHECK(result.relu_count == 20);
   CHECK(result.relu_count == MaskSet(*net).relu_count());
+}
+
+TEST_CASE("budget_tracking's search_to defaults to the relaxation's own: l1_mix searches to 4x the "
+          "budget (at most half its start), the gated relaxations to the budget", "[snl]") {
+  const auto defaults = schedule::budget_tracking{.epochs = 10, .check_every = 2};
+  CHECK(defaults.search_to == 0);
+  CHECK(defaults.search_count(20) == 20);  // outside a pipeline nothing to defer to: the budget
+  CHECK(pipeline(relax::l1_mix{}, defaults, select::magnitude{}).scheduler().search_to == 4);
+  CHECK(pipeline(relax::sigmoid_mask{}, defaults, select::magnitude{}).scheduler().search_to == 1);
+  CHECK(pipeline(relax::hard_threshold{}, defaults, select::magnitude{}).scheduler().search_to == 1);
+  auto given = defaults;
+  given.search_to = 2;
+  CHECK(pipeline(relax::l1_mix{}, given, select::magnitude{}).scheduler().search_to == 2);
+
+  // 144 ReLUs. To 10: the search aims at 40 and magnitude cuts the rest; the record says 4.
+  const auto searched_to = [&](const schedule::budget_tracking& sched, int64_t b, linearize::testing::temp_dir& dir) {
+    const auto method = pipeline(relax::l1_mix{}, sched, select::magnitude{}, finetune::distill{.epochs = 0});
+    auto net = tiny_conv(11, 4, 0.0);
+    auto opts = quick_options();
+    opts.work_dir = dir.path;
+    const auto r = run(method, net, net->copy(), tiny_data(), budget(b), opts);
+    CHECK(r.relu_count == b);
+    int64_t searched = -1;
+    for (const auto& row : r.history)
+      if (row.phase == "search") searched = row.relu_count;
+    return searched;
+  };
+  linearize::testing::temp_dir to_10("search_to_own_10");
+  const auto at_10 = searched_to(defaults, 10, to_10);
+  INFO("to 10: search ended at " << at_10);
+  CHECK(at_10 <= 40);
+  CHECK(at_10 > 10);
+  const auto record = io::read_json_file(to_10 / "run.json");
+  CHECK(record.at("stages").at(0).at("scheduler").at("search_to").get<double>() == 4);
+  // To 40: 4x is 160, above the 144 it starts with; capped at half the start, 72, it still
+  // searches (uncapped it would stop at once and leave magnitude a tie of unit masks). Its
+  // masks wait out 6 epochs of dead time here: overtime to reach 72.
+  linearize::testing::temp_dir to_40("search_to_own_40");
+  auto longer = defaults;
+  longer.overtime = 6;
+  const auto at_40 = searched_to(longer, 40, to_40);
+  INFO("to 40: search ended at " << at_40);
+  CHECK(at_40 <= 72);
+  CHECK(at_40 > 40);
 }
 
 TEST_CASE("budget_tracking corrects at least once an epoch when an epoch is shorter than "
@@ -247,7 +293,8 @@ TEST_CASE("Every relaxation's own search reaches the budget with magnitude selec
     INFO(relax.name());
     auto net = tiny_conv(20, 4, 0.0);
     // l1_mix crosses at most 10x faster than Adam moves it (its margin): ~4 epochs of 24 steps.
-    const auto method = pipeline(relax, schedule::budget_tracking{.epochs = 12, .check_every = 2},
+    // To the budget itself (l1_mix's own search_to is 4): the search, not the selection, meets it.
+    const auto method = pipeline(relax, schedule::budget_tracking{.epochs = 12, .check_every = 2, .search_to = 1},
                                  select::magnitude{.enforce_budget = false},
                                  finetune::distill{.epochs = 0});
     const auto r = run(method, net, net->copy(), tiny_data(), budget(50), opts);
@@ -298,7 +345,7 @@ TEST_CASE("budget_tracking holds the masks from the step the count meets the bud
   int unused = 0;
   const auto method = [&](int kill_at) {
     return pipeline(relax::l1_mix{.step_scale = 10},
-                    killed_when_held{{.epochs = 10, .check_every = 1}, &last_step, &steps_per_epoch, kill_at >= 0},
+                    killed_when_held{{.epochs = 10, .check_every = 1, .search_to = 1}, &last_step, &steps_per_epoch, kill_at >= 0},
                     select::magnitude{.enforce_budget = false}, finetune::distill{.epochs = 1});
   };
   const auto runs = linearize::testing::run_killed_and_resumed(method, 0, unused, tiny_data(), 50, "hold");

@@ -199,9 +199,12 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
 
   constexpr bool hysteretic = hysteretic_relaxation<Relax>;
   // The count the search aims at: the budget, or above it where the scheduler leaves the rest
-  // to the selection.
+  // to the selection, but at most half the start count: aimed at the start or above (4x a
+  // budget of a quarter), the search would remove nothing and leave the selection a tie.
   const int64_t aim = [&] {
-    if constexpr (aiming_scheduler<Sched>) return std::max(ctx.budget, static_cast<int64_t>(sched.search_count(ctx.budget)));
+    if constexpr (aiming_scheduler<Sched>)
+      return std::max(ctx.budget, std::min(static_cast<int64_t>(sched.search_count(ctx.budget)),
+                                           kept_relus(relax, masks) / 2));
     else return ctx.budget;
   }();
   // After step `step` (0-based) of `epoch`; at an epoch's end, its last step.

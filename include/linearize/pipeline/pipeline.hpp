@@ -155,9 +155,13 @@ class pipeline_stage {
   [[nodiscard]] constexpr auto scheduler_or(Fallback fallback) const {
     return find<roles::scheduler>().value_or(fallback);
   }
-  /// The scheduler given, or the default for the stage (see the top of this file).
+  /// The scheduler given, or the default for the stage (see the top of this file); one that
+  /// defers its search multiple to the relaxation (search_to 0) gets the relaxation's own.
   [[nodiscard]] constexpr auto scheduler() const {
-    return find<roles::scheduler>().value_or(default_scheduler_type{});
+    auto s = find<roles::scheduler>().value_or(default_scheduler_type{});
+    if constexpr (has_relaxation && deferring_scheduler<decltype(s)>)
+      if (s.search_to == 0) s.search_to = search_to_of<std::remove_cvref_t<decltype(relaxation())>>();
+    return s;
   }
   /// The finetune policy given, or distill{} when absent.
   [[nodiscard]] constexpr auto finetune() const {

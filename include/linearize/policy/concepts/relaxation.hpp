@@ -34,4 +34,13 @@ concept hysteretic_relaxation =
       { r.gate(param, previous) } -> std::convertible_to<torch::Tensor>;
     };
 
+/// Optional: R::search_to, the multiple of the budget a search with this relaxation best stops
+/// at, the selection cutting the rest (relax/l1_mix.hpp: 4); 1 for a relaxation that names none
+/// (a gated one, whose kept gates sit near 1 above the budget: a cut there removes working ReLUs).
+template <class R>
+[[nodiscard]] constexpr double search_to_of() {
+  if constexpr (requires { { R::search_to } -> std::convertible_to<double>; }) return R::search_to;
+  else return 1.0;
+}
+
 }  // namespace linearize

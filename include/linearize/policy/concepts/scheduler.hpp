@@ -85,6 +85,15 @@ concept aiming_scheduler = penalty_scheduler<S> && requires(const S& s, int64_t 
   { s.search_count(budget) } -> std::convertible_to<int64_t>;
 };
 
+/// Optional for aiming schedulers: a `search_to` member, the multiple of the budget the search
+/// stops at, where 0 defers to the relaxation's own (relaxation.hpp, search_to_of); pipeline()'s
+/// scheduler() fills it in, so the run's record holds the multiple searched to.
+template <class S>
+concept deferring_scheduler = aiming_scheduler<S> && requires(S s) {
+  { s.search_to } -> std::convertible_to<double>;
+  s.search_to = 1.0;
+};
+
 template <class S>
 concept step_scheduler =
     scheduler_policy<S> && requires(const S& s, int64_t reference, int64_t target) {
