@@ -40,7 +40,8 @@ std::filesystem::path work_dir(const std::filesystem::path& out, const std::stri
 linearize::io::result_row row_from_file(const std::vector<linearize::io::result_row>& all,
                                         const std::filesystem::path& out, const std::string& relax_name,
                                         const std::string& setting, const std::string& budget_text, uint64_t seed,
-                                        int64_t planned, double search_to) {
+                                        int64_t planned, double search_to, double plan_fraction,
+                                        bool hold_to_plan) {
   namespace lz = linearize;
   const auto method = relax_name + "+" + setting;
   const auto s = std::to_string(seed);
@@ -61,6 +62,14 @@ linearize::io::result_row row_from_file(const std::vector<linearize::io::result_
   const double recorded_to = json.contains(to) && json[to].is_number() ? json[to].get<double>() : 1.0;
   lz::require(recorded_to == search_to, "defaults --tables-only: ", record, " searched to ", recorded_to,
               " times the budget; the options say ", search_to, " (--search-to; 0: the relaxation's own)");
+  const auto fraction = nlohmann::json::json_pointer("/stages/0/scheduler/plan_fraction");
+  lz::require(json.contains(fraction) && json[fraction].get<double>() == plan_fraction, "defaults --tables-only: ",
+              record, " planned to reach the budget at another fraction of its epochs than ", plan_fraction,
+              " (--plan-fraction)");
+  const auto linger = nlohmann::json::json_pointer("/stages/0/scheduler/hold_to_plan");  // absent: false
+  const bool recorded_linger = json.contains(linger) && json[linger].get<bool>();
+  lz::require(recorded_linger == hold_to_plan, "defaults --tables-only: ", record, " held to the plan's end: ",
+              recorded_linger, "; the options say ", hold_to_plan, " (--hold-to-plan)");
   return *it;
 }
 
@@ -73,7 +82,10 @@ int main(int argc, char** argv) {
                "defaults"};
   std::string budget_list = "5%", relax_list = "l1_mix,sigmoid_mask,hard_threshold",
               settings_list = "defaults,tuned";
-  double reprobe_rate = lz::schedule::budget_tracking{}.reprobe_rate, search_to = lz::schedule::budget_tracking{}.search_to;
+  const lz::schedule::budget_tracking tracking_defaults{};
+  double reprobe_rate = tracking_defaults.reprobe_rate, search_to = tracking_defaults.search_to,
+         plan_fraction = tracking_defaults.plan_fraction;
+  bool hold_to_plan = tracking_defaults.hold_to_plan;
   int64_t search_epochs = 3, defaults_epochs = 0, finetune_epochs = 1, subset = 10000, baseline_epochs = 2,
           seeds = 2;
   uint64_t seed = 0;
@@ -99,6 +111,14 @@ int main(int argc, char** argv) {
                  "budget and magnitude keeps the largest masks (0, the default: the relaxation's own, 4 for "
                  "l1_mix, 1 for the gated ones)")
       ->check(cli::at_least(0.0));
+  app.add_option("--plan-fraction", plan_fraction,
+                 "the default pipelines' budget_tracking{.plan_fraction}: the plan reaches the budget at this "
+                 "fraction of its epochs")
+      ->check(cli::above(0))
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--hold-to-plan", hold_to_plan,
+               "the default pipelines' budget_tracking{.hold_to_plan}: held at the budget, the search trains on "
+               "to the end of its planned epochs");
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
   app.add_option("--finetune-epochs", finetune_epochs, "distill{.epochs}")->check(cli::at_least<int64_t>(0));
@@ -155,8 +175,10 @@ int main(int argc, char** argv) {
       const auto schedule = tuned ? lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
                                                                   .max_change = 1.1, .search_to = 1}
                                   : lz::schedule::budget_tracking{.epochs = planned_defaults,
+                                                                  .plan_fraction = plan_fraction,
                                                                   .reprobe_rate = reprobe_rate,
-                                                                  .search_to = search_to};
+                                                                  .search_to = search_to,
+                                                                  .hold_to_plan = hold_to_plan};
       const auto method = lz::pipeline(relax, schedule, lz::select::magnitude{},
                                        lz::finetune::distill{.epochs = finetune_epochs});
       lz::run_options options;
@@ -197,7 +219,9 @@ int main(int argc, char** argv) {
             if (tables_only)
               rows.push_back(row_from_file(written, out, relax_name, setting, budget_text, s,
                                            tuned ? search_epochs : planned_defaults,
-                                           tuned ? 1.0 : searched_to(relax_name)));
+                                           tuned ? 1.0 : searched_to(relax_name),
+                                           tuned ? tracking_defaults.plan_fraction : plan_fraction,
+                                           !tuned && hold_to_plan));
             else if (relax_name == "l1_mix")
               run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text, s);
             else if (relax_name == "sigmoid_mask")
@@ -211,6 +235,8 @@ int main(int argc, char** argv) {
     if (search_to == 0)
       for (const auto& r : relaxations)
         if (searched_to(r) != 1) defaults_to += fmt::format(", {}'s own .search_to = {}", r, searched_to(r));
+    if (plan_fraction != tracking_defaults.plan_fraction) defaults_to += fmt::format(", .plan_fraction = {}", plan_fraction);
+    if (hold_to_plan) defaults_to += ", .hold_to_plan = true";
     std::string md = fmt::format(
         "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}} ({} for the defaults{}), "
         "distill{{.epochs = {}}}; {} seed(s) from {}.\n\n",

@@ -129,6 +129,42 @@ TEST_CASE("budget_tracking's search_to defaults to the relaxation's own: l1_mix 
   CHECK(at_40 > 40);
 }
 
+TEST_CASE("budget_tracking{.hold_to_plan}: a search held at the budget trains on at it to the end of "
+          "its planned epochs", "[snl]") {
+  // A plan longer than the search needs: the budget is met before its end.
+  auto plain_plan = tracking;
+  plain_plan.epochs = 16;
+  plain_plan.plan_fraction = 0.5;
+  auto lingering = plain_plan;
+  lingering.hold_to_plan = true;
+  const auto searched = [&](const schedule::budget_tracking& sched) {
+    auto net = tiny_conv(11, 4, 0.0);
+    const auto snl = pipeline(relax::l1_mix{}, sched, select::magnitude{.enforce_budget = false},
+                              finetune::distill{.epochs = 0});
+    return run(snl, net, net->copy(), tiny_data(), budget(40), quick_options());
+  };
+  const auto plain = searched(plain_plan), held = searched(lingering);
+  const auto counts = [](const run_result& r) {
+    std::vector<int64_t> out;
+    for (const auto& row : r.history)
+      if (row.phase == "search") out.push_back(row.relu_count);
+    return out;
+  };
+  const auto a = counts(plain), b = counts(held);
+  INFO("plain: " << a.size() << " search epochs, held: " << b.size());
+  REQUIRE(!a.empty());
+  REQUIRE(a.back() <= 40);
+  CHECK(static_cast<int64_t>(a.size()) < plain_plan.epochs);  // met the budget early and stopped
+  CHECK(static_cast<int64_t>(b.size()) == plain_plan.epochs);  // trained on at it to the plan's end
+  CHECK(held.stages[0].search_epochs == plain_plan.epochs);
+  // The same search up to the epoch that met the budget; from there the count stays held.
+  for (size_t e = 0; e + 1 < a.size(); ++e) CHECK(b[e] == a[e]);
+  for (size_t e = a.size() - 1; e < b.size(); ++e) CHECK(b[e] == b[a.size() - 1]);
+  CHECK(b.back() <= 40);
+  CHECK(held.relu_count == b.back());
+  CHECK(held.images_forwarded > plain.images_forwarded);
+}
+
 TEST_CASE("budget_tracking corrects at least once an epoch when an epoch is shorter than "
           "check_every", "[snl]") {
   // 192 images at batch 32: 6 steps an epoch, fewer than check_every. A one-epoch plan, so that

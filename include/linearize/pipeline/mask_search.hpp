@@ -241,8 +241,9 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   }
 
   // A holding scheduler's masks from the step the count met the budget (held_key) on: put back
-  // after every step, so the count stays there while the weights train to the epoch's end. A
-  // resumed search takes them from its checkpoint, saved after they were put back.
+  // after every step, so the count stays there while the weights train to the epoch's end (or
+  // on, while a lingering scheduler keeps holding). A resumed search takes them from its
+  // checkpoint, saved after they were put back.
   bool holds = false;
   if constexpr (holding_scheduler<Sched>) holds = sched.hold_at_budget();
   std::vector<torch::Tensor> held;
@@ -305,7 +306,12 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
               [&](train::epoch_context& c) {
                 const auto p = progress(c.values, c.epoch, steps_per_epoch - 1);
                 c.values["relu_count"] = static_cast<double>(p.count);
-                if (sched.after_epoch(c.values, p) || is_held(c.values)) return train::epoch_action::stop;
+                if (sched.after_epoch(c.values, p)) return train::epoch_action::stop;
+                if (is_held(c.values)) {
+                  if constexpr (lingering_scheduler<Sched>)
+                    if (sched.keeps_holding(p)) return train::epoch_action::proceed;  // no re-probe: held
+                  return train::epoch_action::stop;
+                }
                 // Before the epoch's checkpoint, so that a resumed search has the same curve.
                 if constexpr (reprobing_scheduler<Sched>) {
                   if (!sched.wants_probe(c.values, p)) return train::epoch_action::proceed;

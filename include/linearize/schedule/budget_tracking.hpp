@@ -115,6 +115,10 @@ struct budget_tracking {
   /// there and the selection (`magnitude`, which enforces the budget) keeps the largest masks.
   /// 0: the relaxation's own (R::search_to, 1 where it names none), filled in by pipeline().
   double search_to = 0;
+  /// Held, train on at the budget to the end of the planned `epochs` instead of stopping at the
+  /// end of the epoch that met it (with a smaller plan_fraction: reach the budget early, train
+  /// at it). Off by default.
+  bool hold_to_plan = false;
 
   // Scalars kept with the penalty weight (saved with the search's checkpoint).
   static constexpr const char* min_count_key = "tracking_min_count";
@@ -285,7 +289,11 @@ struct budget_tracking {
   }
 
   [[nodiscard]] bool after_epoch(scalars& state, const search_progress& p) const {
-    return p.count <= p.budget || p.epoch + 1 >= max_epochs() || saturated(state, p);
+    return (p.count <= p.budget && !keeps_holding(p)) || p.epoch + 1 >= max_epochs() || saturated(state, p);
+  }
+  /// Whether a search held at the budget trains on for another epoch (hold_to_plan).
+  [[nodiscard]] bool keeps_holding(const search_progress& p) const {
+    return hold && hold_to_plan && p.epoch + 1 < epochs;
   }
 
   /// Whether the count has fallen 10% below where the search started (the weight works).
@@ -328,6 +336,7 @@ void json_fields(const budget_tracking& p, F&& f) {
   f("reprobe", p.reprobe);
   f("reprobe_rate", p.reprobe_rate);
   f("hold", p.hold);
+  if (p.hold_to_plan) f("hold_to_plan", p.hold_to_plan);  // recorded where set, as search_to
   // Recorded where not 1 (within a pipeline, the multiple searched to: 0 is filled in there): a
   // work directory written before the setting existed resumes with it at 1.
   if (p.search_to != 1) f("search_to", p.search_to);

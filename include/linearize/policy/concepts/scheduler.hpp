@@ -78,6 +78,14 @@ concept holding_scheduler = penalty_scheduler<S> && requires(const S& s) {
   { s.hold_at_budget() } -> std::convertible_to<bool>;
 };
 
+/// Optional for holding schedulers: keeps_holding(progress) true at an epoch's end makes a held
+/// search train on at the held count for another epoch instead of stopping (a plan that reaches
+/// the budget early and trains at it).
+template <class S>
+concept lingering_scheduler = holding_scheduler<S> && requires(const S& s, const search_progress& p) {
+  { s.keeps_holding(p) } -> std::convertible_to<bool>;
+};
+
 /// Optional for penalty schedulers: search_count(budget) is the count the search aims at and
 /// stops at, at or above the budget; the selection cuts the rest (one that enforces the budget).
 template <class S>
