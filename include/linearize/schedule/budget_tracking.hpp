@@ -289,7 +289,10 @@ struct budget_tracking {
   }
 
   [[nodiscard]] bool after_epoch(scalars& state, const search_progress& p) const {
-    return (p.count <= p.budget && !keeps_holding(p)) || p.epoch + 1 >= max_epochs() || saturated(state, p);
+    // Held at the budget: stop unless holding to the plan's end (a held search never makes a new
+    // minimum, so saturation must not end it there).
+    if (p.count <= p.budget) return !keeps_holding(p);
+    return p.epoch + 1 >= max_epochs() || saturated(state, p);
   }
   /// Whether a search held at the budget trains on for another epoch (hold_to_plan).
   [[nodiscard]] bool keeps_holding(const search_progress& p) const {
