@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
     // ever resumed by the same command, never by one with, say, another plan length.
     const auto num = [](double v) { return fmt::format("{:g}", v); };
     const std::string search_setting =
-        schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change) + "_wl" + num(windup_limit)
+        schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change) + "_wl" + num(windup_limit) +
+                                     "_to" + num(search_to > 0 ? search_to : linearize::search_to_of<linearize::relax::l1_mix>())
                                : "me" + std::to_string(max_epochs);
     options.work_dir = work_dir ? std::filesystem::path(*work_dir)
                                 : std::filesystem::path("runs/snl") /
