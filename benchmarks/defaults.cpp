@@ -63,11 +63,12 @@ linearize::io::result_row row_from_file(const std::vector<linearize::io::result_
   lz::require(recorded_to == search_to, "defaults --tables-only: ", record, " searched to ", recorded_to,
               " times the budget; the options say ", search_to, " (--search-to; 0: the relaxation's own)");
   const auto fraction = nlohmann::json::json_pointer("/stages/0/scheduler/plan_fraction");
-  lz::require(json.contains(fraction) && json[fraction].get<double>() == plan_fraction, "defaults --tables-only: ",
+  lz::require(json.contains(fraction) && json[fraction].is_number() && json[fraction].get<double>() == plan_fraction,
+              "defaults --tables-only: ",
               record, " planned to reach the budget at another fraction of its epochs than ", plan_fraction,
               " (--plan-fraction)");
   const auto linger = nlohmann::json::json_pointer("/stages/0/scheduler/hold_to_plan");  // absent: false
-  const bool recorded_linger = json.contains(linger) && json[linger].get<bool>();
+  const bool recorded_linger = json.contains(linger) && json[linger].is_boolean() && json[linger].get<bool>();
   lz::require(recorded_linger == hold_to_plan, "defaults --tables-only: ", record, " held to the plan's end: ",
               recorded_linger, "; the options say ", hold_to_plan, " (--hold-to-plan)");
   return *it;
@@ -162,10 +163,16 @@ int main(int argc, char** argv) {
     if (subset > 0) data.train = data.train.take(subset);
 
     const int64_t planned_defaults = defaults_epochs > 0 ? defaults_epochs : search_epochs;
-    // The multiple the default pipelines search to, per relaxation (search_to 0: its own).
+    // The multiple the default pipelines search to, per relaxation: as pipeline() resolves it.
     const auto searched_to = [&](const std::string& relax_name) {
-      if (search_to > 0) return search_to;
-      return relax_name == "l1_mix" ? lz::search_to_of<lz::relax::l1_mix>() : 1.0;
+      const auto resolved = [&](auto relax) {
+        return lz::pipeline(relax, lz::schedule::budget_tracking{.search_to = search_to}, lz::select::magnitude{})
+            .scheduler()
+            .search_to;
+      };
+      if (relax_name == "l1_mix") return resolved(lz::relax::l1_mix{});
+      if (relax_name == "sigmoid_mask") return resolved(lz::relax::sigmoid_mask{});
+      return resolved(lz::relax::hard_threshold{});
     };
     std::vector<lz::io::result_row> rows;
     const auto run_one = [&](const auto& relax, const std::string& relax_name, const std::string& setting,

@@ -92,9 +92,15 @@ int main(int argc, char** argv) {
     // Every setting that changes the run is in the default directory's name: a checkpoint is only
     // ever resumed by the same command, never by one with, say, another plan length.
     const auto num = [](double v) { return fmt::format("{:g}", v); };
+    // The multiple the tracking search goes to, as pipeline() resolves it (0: l1_mix's own).
+    const double searched_to =
+        linearize::pipeline(linearize::relax::l1_mix{}, linearize::schedule::budget_tracking{.search_to = search_to},
+                            linearize::select::magnitude{})
+            .scheduler()
+            .search_to;
     const std::string search_setting =
         schedule == "tracking" ? "e" + std::to_string(search_epochs) + "_mc" + num(max_change) + "_wl" + num(windup_limit) +
-                                     "_to" + num(search_to > 0 ? search_to : linearize::search_to_of<linearize::relax::l1_mix>())
+                                     "_to" + num(searched_to)
                                : "me" + std::to_string(max_epochs);
     options.work_dir = work_dir ? std::filesystem::path(*work_dir)
                                 : std::filesystem::path("runs/snl") /
