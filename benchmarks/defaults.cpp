@@ -18,6 +18,7 @@
 #include <linearize/linearize.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -34,14 +35,13 @@ std::filesystem::path work_dir(const std::filesystem::path& out, const std::stri
 }
 
 /// --tables-only: the row of `all` (<out>/defaults.csv) for one pipeline's run; one missing, or
-/// planned otherwise than the options say (its run.json records the scheduler's epochs and the
-/// multiple searched to, `search_to` resolved against the relaxation; the tables' header would
-/// misreport them), is an error naming it.
+/// planned otherwise than the options say (its run.json records the scheduler's epochs, the
+/// multiple searched to and the plan's shape, each resolved against the relaxation; the tables'
+/// header would misreport them), is an error naming it.
 linearize::io::result_row row_from_file(const std::vector<linearize::io::result_row>& all,
                                         const std::filesystem::path& out, const std::string& relax_name,
                                         const std::string& setting, const std::string& budget_text, uint64_t seed,
-                                        int64_t planned, double search_to, double plan_fraction,
-                                        bool hold_to_plan) {
+                                        int64_t planned, const linearize::schedule::budget_tracking& plan) {
   namespace lz = linearize;
   const auto method = relax_name + "+" + setting;
   const auto s = std::to_string(seed);
@@ -58,6 +58,8 @@ linearize::io::result_row row_from_file(const std::vector<linearize::io::result_
   const auto recorded = json[at].get<int64_t>();
   lz::require(recorded == planned, "defaults --tables-only: ", record, " planned ", recorded,
               " search epochs; the options say ", planned, " (--search-epochs / --defaults-epochs)");
+  const double search_to = plan.search_to, plan_fraction = plan.planned_fraction();
+  const bool hold_to_plan = plan.hold_to_plan.value_or(false);
   const auto to = nlohmann::json::json_pointer("/stages/0/scheduler/search_to");  // absent: 1
   const double recorded_to = json.contains(to) && json[to].is_number() ? json[to].get<double>() : 1.0;
   lz::require(recorded_to == search_to, "defaults --tables-only: ", record, " searched to ", recorded_to,
@@ -66,11 +68,12 @@ linearize::io::result_row row_from_file(const std::vector<linearize::io::result_
   lz::require(json.contains(fraction) && json[fraction].is_number() && json[fraction].get<double>() == plan_fraction,
               "defaults --tables-only: ",
               record, " planned to reach the budget at another fraction of its epochs than ", plan_fraction,
-              " (--plan-fraction)");
+              " (--plan-fraction; 0: the relaxation's own)");
   const auto linger = nlohmann::json::json_pointer("/stages/0/scheduler/hold_to_plan");  // absent: false
   const bool recorded_linger = json.contains(linger) && json[linger].is_boolean() && json[linger].get<bool>();
   lz::require(recorded_linger == hold_to_plan, "defaults --tables-only: ", record, " held to the plan's end: ",
-              recorded_linger, "; the options say ", hold_to_plan, " (--hold-to-plan)");
+              recorded_linger, "; the options say ", hold_to_plan,
+              " (--hold-to-plan / --no-hold-to-plan; neither: the relaxation's own)");
   return *it;
 }
 
@@ -86,7 +89,7 @@ int main(int argc, char** argv) {
   const lz::schedule::budget_tracking tracking_defaults{};
   double reprobe_rate = tracking_defaults.reprobe_rate, search_to = tracking_defaults.search_to,
          plan_fraction = tracking_defaults.plan_fraction;
-  bool hold_to_plan = tracking_defaults.hold_to_plan;
+  int hold_to_plan = 0;  // 1: --hold-to-plan, -1: --no-hold-to-plan, 0: the relaxation's own
   int64_t search_epochs = 3, defaults_epochs = 0, finetune_epochs = 1, subset = 10000, baseline_epochs = 2,
           seeds = 2;
   uint64_t seed = 0;
@@ -114,12 +117,13 @@ int main(int argc, char** argv) {
       ->check(cli::at_least(0.0));
   app.add_option("--plan-fraction", plan_fraction,
                  "the default pipelines' budget_tracking{.plan_fraction}: the plan reaches the budget at this "
-                 "fraction of its epochs")
-      ->check(cli::above(0))
+                 "fraction of its epochs (0, the default: the relaxation's own, 0.5 for hard_threshold, 0.8 for "
+                 "the others; runs before hard_threshold had its own: 0.8)")
       ->check(CLI::Range(0.0, 1.0));
-  app.add_flag("--hold-to-plan", hold_to_plan,
+  app.add_flag("--hold-to-plan,!--no-hold-to-plan", hold_to_plan,
                "the default pipelines' budget_tracking{.hold_to_plan}: held at the budget, the search trains on "
-               "to the end of its planned epochs");
+               "to the end of its planned epochs (neither: the relaxation's own, on for hard_threshold; runs "
+               "before it had its own: --no-hold-to-plan)");
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
   app.add_option("--finetune-epochs", finetune_epochs, "distill{.epochs}")->check(cli::at_least<int64_t>(0));
@@ -163,29 +167,33 @@ int main(int argc, char** argv) {
     if (subset > 0) data.train = data.train.take(subset);
 
     const int64_t planned_defaults = defaults_epochs > 0 ? defaults_epochs : search_epochs;
-    // The multiple the default pipelines search to, per relaxation: as pipeline() resolves it.
-    const auto searched_to = [&](const std::string& relax_name) {
-      const auto resolved = [&](auto relax) {
-        return lz::pipeline(relax, lz::schedule::budget_tracking{.search_to = search_to}, lz::select::magnitude{})
-            .scheduler()
-            .search_to;
-      };
+    const auto held = hold_to_plan == 0 ? std::nullopt : std::optional<bool>{hold_to_plan > 0};
+    // The default pipelines' scheduler, per relaxation: as pipeline() resolves it (the multiple
+    // searched to and the plan's shape, where the options defer them to the relaxation).
+    const auto planned = [&](const std::string& relax_name) {
+      const lz::schedule::budget_tracking given{.epochs = planned_defaults,
+                                                .plan_fraction = plan_fraction,
+                                                .reprobe_rate = reprobe_rate,
+                                                .search_to = search_to,
+                                                .hold_to_plan = held};
+      const auto resolved = [&](auto relax) { return lz::pipeline(relax, given, lz::select::magnitude{}).scheduler(); };
       if (relax_name == "l1_mix") return resolved(lz::relax::l1_mix{});
       if (relax_name == "sigmoid_mask") return resolved(lz::relax::sigmoid_mask{});
       return resolved(lz::relax::hard_threshold{});
     };
+    // The tuned settings searched to the budget on the plan every relaxation had then (their runs
+    // predate search_to and the relaxations' own plans).
+    const lz::schedule::budget_tracking tuned_schedule{.epochs = search_epochs,
+                                                       .plan_fraction = tracking_defaults.default_plan_fraction,
+                                                       .lambda0 = 3e-4,
+                                                       .max_change = 1.1,
+                                                       .search_to = 1,
+                                                       .hold_to_plan = false};
     std::vector<lz::io::result_row> rows;
     const auto run_one = [&](const auto& relax, const std::string& relax_name, const std::string& setting,
                              const std::string& budget_text, uint64_t seed) {
       const bool tuned = setting == "tuned";
-      // The tuned settings searched to the budget (their runs predate search_to).
-      const auto schedule = tuned ? lz::schedule::budget_tracking{.epochs = search_epochs, .lambda0 = 3e-4,
-                                                                  .max_change = 1.1, .search_to = 1}
-                                  : lz::schedule::budget_tracking{.epochs = planned_defaults,
-                                                                  .plan_fraction = plan_fraction,
-                                                                  .reprobe_rate = reprobe_rate,
-                                                                  .search_to = search_to,
-                                                                  .hold_to_plan = hold_to_plan};
+      const auto schedule = tuned ? tuned_schedule : planned(relax_name);
       const auto method = lz::pipeline(relax, schedule, lz::select::magnitude{},
                                        lz::finetune::distill{.epochs = finetune_epochs});
       lz::run_options options;
@@ -226,9 +234,7 @@ int main(int argc, char** argv) {
             if (tables_only)
               rows.push_back(row_from_file(written, out, relax_name, setting, budget_text, s,
                                            tuned ? search_epochs : planned_defaults,
-                                           tuned ? 1.0 : searched_to(relax_name),
-                                           tuned ? tracking_defaults.plan_fraction : plan_fraction,
-                                           !tuned && hold_to_plan));
+                                           tuned ? tuned_schedule : planned(relax_name)));
             else if (relax_name == "l1_mix")
               run_one(lz::relax::l1_mix{.step_scale = tuned ? 10.0 : 1.0}, relax_name, setting, budget_text, s);
             else if (relax_name == "sigmoid_mask")
@@ -238,12 +244,22 @@ int main(int argc, char** argv) {
           }
 
     // The tables, from the rows: what README quotes.
+    // Named where not the plan every relaxation had before (0.8, no hold to the plan's end).
     std::string defaults_to = search_to > 0 && search_to != 1 ? fmt::format(", .search_to = {}", search_to) : "";
-    if (search_to == 0)
-      for (const auto& r : relaxations)
-        if (searched_to(r) != 1) defaults_to += fmt::format(", {}'s own .search_to = {}", r, searched_to(r));
-    if (plan_fraction != tracking_defaults.plan_fraction) defaults_to += fmt::format(", .plan_fraction = {}", plan_fraction);
-    if (hold_to_plan) defaults_to += ", .hold_to_plan = true";
+    for (const auto& r : relaxations)
+      if (search_to == 0 && planned(r).search_to != 1)
+        defaults_to += fmt::format(", {}'s own .search_to = {}", r, planned(r).search_to);
+    if (plan_fraction > 0 && plan_fraction != tracking_defaults.default_plan_fraction)
+      defaults_to += fmt::format(", .plan_fraction = {}", plan_fraction);
+    if (hold_to_plan > 0) defaults_to += ", .hold_to_plan = true";
+    for (const auto& r : relaxations) {
+      const auto s = planned(r);
+      std::vector<std::string> own;
+      if (plan_fraction == 0 && s.planned_fraction() != tracking_defaults.default_plan_fraction)
+        own.push_back(fmt::format(".plan_fraction = {}", s.planned_fraction()));
+      if (hold_to_plan == 0 && s.hold_to_plan.value_or(false)) own.emplace_back(".hold_to_plan = true");
+      if (!own.empty()) defaults_to += fmt::format(", {}'s own {}", r, fmt::join(own, ", "));
+    }
     std::string md = fmt::format(
         "{}, {} (baseline {:.2f}%), {} training images; budget_tracking{{.epochs = {}}} ({} for the defaults{}), "
         "distill{{.epochs = {}}}; {} seed(s) from {}.\n\n",

@@ -167,7 +167,7 @@ TEST_CASE("Bad policy settings are refused, naming the setting", "[bad_input]") 
   expect_error([] { (void)lz::schedule::fixed_step{.drc = 0}.step_size(); }, "fixed_step: drc 0 must be positive");
   expect_error([&] { lz::schedule::lasso_growth{.factor = 1}.start(state); }, "factor 1 > 1");
   expect_error([&] { lz::schedule::budget_tracking{.overtime = -1}.start(state); }, "overtime -1 >= 0");
-  expect_error([&] { lz::schedule::budget_tracking{.plan_fraction = 0}.start(state); }, "plan_fraction 0 in (0, 1]");
+  expect_error([&] { lz::schedule::budget_tracking{.plan_fraction = 1.5}.start(state); }, "plan_fraction 1.5 in (0, 1]");
   expect_error([&] { lz::schedule::budget_tracking{.search_to = 0.5}.start(state); }, "search_to 0.5 >= 1");
   expect_error([] { (void)lz::relax::l1_mix{.step_scale = 0}.from_binary(torch::ones({2})); },
                "l1_mix: step_scale 0 must be positive");

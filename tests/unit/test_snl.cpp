@@ -165,6 +165,52 @@ TEST_CASE("budget_tracking{.hold_to_plan}: a search held at the budget trains on
   CHECK(held.images_forwarded > plain.images_forwarded);
 }
 
+TEST_CASE("budget_tracking's plan defers to the relaxation: hard_threshold reaches the budget at half "
+          "its planned epochs and trains at it to the plan's end, the others keep 0.8 and stop", "[snl]") {
+  const auto defaults = schedule::budget_tracking{.epochs = 16, .check_every = 2};
+  CHECK(defaults.plan_fraction == 0);
+  CHECK(defaults.planned_fraction() == schedule::budget_tracking::default_plan_fraction);
+  CHECK(!defaults.hold_to_plan.has_value());
+  const auto own = pipeline(relax::hard_threshold{}, defaults, select::magnitude{}).scheduler();
+  CHECK(own.plan_fraction == 0.5);
+  CHECK(own.hold_to_plan == std::optional<bool>{true});
+  for (const auto& s : {pipeline(relax::l1_mix{}, defaults, select::magnitude{}).scheduler(),
+                        pipeline(relax::sigmoid_mask{}, defaults, select::magnitude{}).scheduler()}) {
+    CHECK(s.planned_fraction() == 0.8);
+    CHECK(s.hold_to_plan == std::optional<bool>{false});
+  }
+  auto given = defaults;  // the plan every relaxation had before: kept as given
+  given.plan_fraction = 0.8;
+  given.hold_to_plan = false;
+  const auto kept = pipeline(relax::hard_threshold{}, given, select::magnitude{}).scheduler();
+  CHECK(kept.plan_fraction == 0.8);
+  CHECK(kept.hold_to_plan == std::optional<bool>{false});
+
+  // Run: its own plan meets the budget early and trains at it for all 16 planned epochs, and
+  // the record says so; the plan given as before stops at the end of the epoch that met it.
+  const auto searched = [&](const schedule::budget_tracking& sched, linearize::testing::temp_dir& dir) {
+    auto net = tiny_conv(11, 4, 0.0);
+    auto opts = quick_options();
+    opts.work_dir = dir.path;
+    return run(pipeline(relax::hard_threshold{}, sched, select::magnitude{.enforce_budget = false},
+                        finetune::distill{.epochs = 0}),
+               net, net->copy(), tiny_data(), budget(40), opts);
+  };
+  linearize::testing::temp_dir own_dir("hard_own_plan"), given_dir("hard_given_plan");
+  const auto a = searched(defaults, own_dir), b = searched(given, given_dir);
+  INFO("own plan: " << a.stages[0].search_epochs << " search epochs, given: " << b.stages[0].search_epochs);
+  CHECK(a.relu_count <= 40);
+  CHECK(b.relu_count <= 40);
+  CHECK(a.stages[0].search_epochs == 16);
+  CHECK(b.stages[0].search_epochs < 16);
+  const auto record = io::read_json_file(own_dir / "run.json").at("stages").at(0).at("scheduler");
+  CHECK(record.at("plan_fraction").get<double>() == 0.5);
+  CHECK(record.at("hold_to_plan").get<bool>());
+  const auto before = io::read_json_file(given_dir / "run.json").at("stages").at(0).at("scheduler");
+  CHECK(before.at("plan_fraction").get<double>() == 0.8);
+  CHECK(!before.contains("hold_to_plan"));
+}
+
 TEST_CASE("budget_tracking corrects at least once an epoch when an epoch is shorter than "
           "check_every", "[snl]") {
   // 192 images at batch 32: 6 steps an epoch, fewer than check_every. A one-epoch plan, so that

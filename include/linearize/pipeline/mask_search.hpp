@@ -201,10 +201,11 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
   // The count the search aims at: the budget, or above it where the scheduler leaves the rest
   // to the selection, but at most half the start count: aimed at the start or above (4x a
   // budget of a quarter), the search would remove nothing and leave the selection a tie.
+  const int64_t start_count = kept_relus(relax, masks);  // counted once: each count syncs the device
   const int64_t aim = [&] {
     if constexpr (aiming_scheduler<Sched>)
       return std::max(ctx.budget, std::min(static_cast<int64_t>(sched.search_count(ctx.budget)),
-                                           kept_relus(relax, masks) / 2));
+                                           start_count / 2));
     else return ctx.budget;
   }();
   // After step `step` (0-based) of `epoch`; at an epoch's end, its last step.
@@ -225,7 +226,7 @@ mask_search_result mask_search(const Relax& given, const Sched& sched, Context& 
                                 ctx.options.search_kd_weight);
   opts.optimizer = ctx.options.search_optimizer;
   opts.seed = ctx.seed(0x5ea7c4u);
-  opts.values["start_count"] = static_cast<double>(kept_relus(relax, masks));
+  opts.values["start_count"] = static_cast<double>(start_count);
   opts.values["mask_speed"] = speed;
   opts.values[extra_images_key] = static_cast<double>(prepared);
   if constexpr (probing_scheduler<Sched>) {

@@ -156,11 +156,19 @@ class pipeline_stage {
     return find<roles::scheduler>().value_or(fallback);
   }
   /// The scheduler given, or the default for the stage (see the top of this file); one that
-  /// defers its search multiple to the relaxation (search_to 0) gets the relaxation's own.
+  /// defers its search multiple (search_to 0) or its plan's shape (plan_fraction 0, hold_to_plan
+  /// unset) to the relaxation gets the relaxation's own.
   [[nodiscard]] constexpr auto scheduler() const {
     auto s = find<roles::scheduler>().value_or(default_scheduler_type{});
-    if constexpr (has_relaxation && deferring_scheduler<decltype(s)>)
-      if (s.search_to == 0) s.search_to = search_to_of<std::remove_cvref_t<decltype(relaxation())>>();
+    if constexpr (has_relaxation) {
+      using R = std::remove_cvref_t<decltype(relaxation())>;
+      if constexpr (deferring_scheduler<decltype(s)>)
+        if (s.search_to == 0) s.search_to = search_to_of<R>();
+      if constexpr (plan_deferring_scheduler<decltype(s)>) {
+        if (s.plan_fraction == 0) s.plan_fraction = plan_fraction_of<R>();
+        if (!s.hold_to_plan) s.hold_to_plan = hold_to_plan_of<R>();
+      }
+    }
     return s;
   }
   /// The finetune policy given, or distill{} when absent.

@@ -43,4 +43,19 @@ template <class R>
   else return 1.0;
 }
 
+/// Optional: R::plan_fraction and R::hold_to_plan, the plan a search with this relaxation does
+/// best with: reach the budget at that fraction of the planned epochs and, held there, train at
+/// the budget to the plan's end (relax/hard_threshold.hpp: 0.5 and true). 0 and false for a
+/// relaxation that names none: the scheduler's own fraction, the search stopping once it holds.
+template <class R>
+[[nodiscard]] constexpr double plan_fraction_of() {
+  if constexpr (requires { { R::plan_fraction } -> std::convertible_to<double>; }) return R::plan_fraction;
+  else return 0.0;
+}
+template <class R>
+[[nodiscard]] constexpr bool hold_to_plan_of() {
+  if constexpr (requires { { R::hold_to_plan } -> std::convertible_to<bool>; }) return R::hold_to_plan;
+  else return false;
+}
+
 }  // namespace linearize

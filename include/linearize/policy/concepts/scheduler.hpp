@@ -14,6 +14,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -100,6 +101,16 @@ template <class S>
 concept deferring_scheduler = aiming_scheduler<S> && requires(S s) {
   { s.search_to } -> std::convertible_to<double>;
   s.search_to = 1.0;
+};
+
+/// Optional for penalty schedulers: a plan whose shape defers to the relaxation, `plan_fraction`
+/// (0: the relaxation's own, relaxation.hpp, plan_fraction_of) and `hold_to_plan` (unset: its
+/// own, hold_to_plan_of); pipeline()'s scheduler() fills both in, so the run's record holds them.
+template <class S>
+concept plan_deferring_scheduler = penalty_scheduler<S> && requires(S s) {
+  { s.plan_fraction } -> std::convertible_to<double>;
+  s.plan_fraction = 0.5;
+  s.hold_to_plan = std::optional<bool>{true};
 };
 
 template <class S>
