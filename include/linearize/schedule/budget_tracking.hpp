@@ -63,8 +63,8 @@
 // 0.8 of the plan and stopped trailed the hand-tuned ones, which ran ahead of their plan and
 // trained near the budget (WRN-22-1: 1.6 points at equal images). With `hold_to_plan` a held
 // search trains at the budget to the plan's end; with plan_fraction 0.5 that is half the plan.
-// Like search_to, both are the relaxation's own by default: on for hard_threshold (ahead in 10
-// of 12 seed pairs, README), not for the others (mixed for sigmoid_mask, worse for l1_mix at 1%).
+// Like search_to, both are the relaxation's own by default: on for hard_threshold (ahead in 13
+// of 15 seed pairs, README), not for the others (mixed for sigmoid_mask, worse for l1_mix at 1%).
 #include <linearize/policy/progress.hpp>
 #include <linearize/policy/roles.hpp>
 #include <linearize/policy/weight_probe.hpp>
