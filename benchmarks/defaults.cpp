@@ -123,7 +123,8 @@ int main(int argc, char** argv) {
   app.add_flag("--hold-to-plan,!--no-hold-to-plan", hold_to_plan,
                "the default pipelines' budget_tracking{.hold_to_plan}: held at the budget, the search trains on "
                "to the end of its planned epochs (neither: the relaxation's own, on for hard_threshold; runs "
-               "before it had its own: --no-hold-to-plan)");
+               "before it had its own: --no-hold-to-plan)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::Throw);  // both given would cancel out silently
   app.add_option("--search-epochs", search_epochs, "planned search epochs (budget_tracking{.epochs})")
       ->check(cli::at_least<int64_t>(1));
   app.add_option("--finetune-epochs", finetune_epochs, "distill{.epochs}")->check(cli::at_least<int64_t>(0));
